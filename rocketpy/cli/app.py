@@ -1,0 +1,33 @@
+"""The `rocketpy` command: one typer app with a sub-command per area."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="rocketpy",
+    help="rocketpy: Apache RocketMQ 4.x rebuilt in Python (NameServer, broker, tools).",
+    no_args_is_help=True,
+    add_completion=True,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """rocketpy: Apache RocketMQ 4.x rebuilt in Python."""
+
+
+@app.command()
+def version() -> None:
+    """Print rocketpy's version."""
+    from rocketpy import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Every bound and default size of rocketpy, in one place, with units in the names.
+
+Values follow Apache RocketMQ 4.9.x defaults unless a comment says otherwise
+(see ../shared/reference/*.md). Relations between constants are asserted at
+the bottom, so a bad edit fails at import time rather than in production.
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# --- remoting protocol -------------------------------------------------------
+
+# Whole frame including its own 4-byte length prefix
+# (com.rocketmq.remoting.frameMaxLength). Longer frames close the connection.
+FRAME_SIZE_MAX = 16 * MIB
+FRAME_LENGTH_PREFIX_SIZE = 4
+# The header length travels in the low 24 bits of the header-length word.
+HEADER_SIZE_MAX = (1 << 24) - 1
+# Bound on extFields entries in one header; far above anything a client sends.
+EXT_FIELDS_COUNT_MAX = 1024
+# Our protocol version stamp: V4_9_8 (>= 232 is needed by Java SQL92 consumers).
+REMOTING_VERSION = 409
+
+# --- names and message sizes ------------------------------------------------
+
+TOPIC_NAME_LENGTH_MAX = 127
+GROUP_NAME_LENGTH_MAX = 255
+PROPERTIES_SIZE_MAX = 32767            # int16 length in the stored record
+MESSAGE_SIZE_MAX_DEFAULT = 4 * MIB     # maxMessageSize: body bytes
+# A stored record may exceed the body limit by at most this much (topic,
+# properties, fixed fields): RocketMQ's "body limit + 64 KiB".
+MESSAGE_RECORD_OVERHEAD_MAX = 64 * KIB
+BATCH_MESSAGES_MAX = 4096              # items in one batch body
+BODY_COMPRESS_THRESHOLD_SIZE = 4 * KIB # clients compress bodies >= this
+BODY_COMPRESS_LEVEL = 5
+
+# --- store files --------------------------------------------------------------
+
+PAGE_SIZE = 4096
+COMMITLOG_FILE_SIZE_DEFAULT = 1 * GIB          # mapedFileSizeCommitLog
+CONSUMEQUEUE_ENTRY_SIZE = 20
+CONSUMEQUEUE_ENTRIES_PER_FILE_DEFAULT = 300_000  # mapedFileSizeConsumeQueue / 20
+INDEX_HASH_SLOT_COUNT_DEFAULT = 5_000_000      # maxHashSlotNum
+INDEX_ENTRY_COUNT_DEFAULT = 20_000_000         # maxIndexNum
+INDEX_QUERY_RESULTS_MAX = 64                   # maxMsgsNumBatch
+INDEX_UNIQ_QUERY_RESULTS_MAX = 32              # defaultQueryMaxNum
+COMMITLOG_BLANK_SIZE_MIN = 8                   # end-of-file marker
+CHECKPOINT_FILE_SIZE = 4096
+# Recovery starts this many files from the end (RocketMQ: the third-last).
+RECOVERY_TAIL_FILE_COUNT = 3
+# Abnormal recovery backs off this far from the checkpoint's minimum stamp.
+RECOVERY_CHECKPOINT_SLACK_MS = 3000
+
+# --- flushing -----------------------------------------------------------------
+
+FLUSH_INTERVAL_COMMITLOG_MS_DEFAULT = 500
+FLUSH_COMMITLOG_LEAST_PAGES_DEFAULT = 4
+FLUSH_COMMITLOG_THOROUGH_INTERVAL_MS_DEFAULT = 10_000
+SYNC_FLUSH_TIMEOUT_MS_DEFAULT = 5000
+FLUSH_INTERVAL_CONSUMEQUEUE_MS_DEFAULT = 1000
+FLUSH_CONSUMEQUEUE_LEAST_PAGES_DEFAULT = 2
+FLUSH_CONSUMEQUEUE_THOROUGH_INTERVAL_MS_DEFAULT = 60_000
+
+# --- retention and disk -------------------------------------------------------
+
+FILE_RESERVED_TIME_HOURS_DEFAULT = 72
+DELETE_WHEN_DEFAULT = "04"
+DISK_MAX_USED_SPACE_RATIO_PERCENT_DEFAULT = 75
+DISK_SPACE_CLEAN_FORCIBLY_RATIO_DEFAULT = 0.85
+DISK_SPACE_WARNING_LEVEL_RATIO_DEFAULT = 0.90
+CLEAN_RESOURCE_INTERVAL_MS_DEFAULT = 10_000
+DELETE_FILES_PER_PASS_MAX = 10
+DELETE_COMMITLOG_FILES_INTERVAL_MS_DEFAULT = 100
+DESTROY_MAPPED_FILE_INTERVAL_FORCIBLY_MS_DEFAULT = 120_000
+
+# --- pull ----------------------------------------------------------------------
+
+PULL_MSG_NUMS_MAX = 1024                 # bound on maxMsgNums we honour
+PULL_CONSUMEQUEUE_SCAN_BYTES_MIN = 16_000
+PULL_TRANSFER_BYTES_MAX_IN_MEMORY = 256 * KIB
+PULL_TRANSFER_COUNT_MAX_IN_MEMORY = 32
+PULL_TRANSFER_BYTES_MAX_ON_DISK = 64 * KIB
+PULL_TRANSFER_COUNT_MAX_ON_DISK = 8
+PULL_SUSPEND_TIMEOUT_MS_MAX = 60_000
+PULL_SUSPENDED_MAX = 65_536              # parked pulls per worker
+
+# --- delay levels ---------------------------------------------------------------
+
+MESSAGE_DELAY_LEVEL_DEFAULT = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+DELAY_LEVEL_COUNT_MAX = 64
+
+# --- relations checked at import -----------------------------------------------
+
+assert FRAME_SIZE_MAX > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
+assert HEADER_SIZE_MAX < FRAME_SIZE_MAX
+assert TOPIC_NAME_LENGTH_MAX <= 127, "topic length is a signed byte in the record"
+assert PROPERTIES_SIZE_MAX <= 32767, "properties length is a signed short"
+assert COMMITLOG_FILE_SIZE_DEFAULT % PAGE_SIZE == 0
+assert COMMITLOG_FILE_SIZE_DEFAULT > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
+assert PULL_TRANSFER_COUNT_MAX_IN_MEMORY <= PULL_MSG_NUMS_MAX
+assert INDEX_QUERY_RESULTS_MAX >= INDEX_UNIQ_QUERY_RESULTS_MAX
+assert 0 < DISK_SPACE_CLEAN_FORCIBLY_RATIO_DEFAULT < DISK_SPACE_WARNING_LEVEL_RATIO_DEFAULT < 1
