@@ -92,6 +92,13 @@ PULL_SUSPENDED_MAX = 65_536              # parked pulls per worker
 MESSAGE_DELAY_LEVEL_DEFAULT = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
 DELAY_LEVEL_COUNT_MAX = 64
 
+# --- broker processes and shared memory ---------------------------------------
+
+QUEUE_TABLE_SLOTS = 65_536                 # ConsumeQueues one broker can publish offsets for
+PUT_RING_CAPACITY = 64 * MIB               # per worker; bounds a put request to half of it
+RESPONSE_RING_CAPACITY = 4 * MIB           # per worker, writer -> worker
+HEARTBEAT_SLOTS_MAX = 64                   # children of one supervisor
+
 # --- relations checked at import -----------------------------------------------
 
 assert FRAME_SIZE_MAX > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
@@ -103,3 +110,5 @@ assert COMMITLOG_FILE_SIZE_DEFAULT > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_O
 assert PULL_TRANSFER_COUNT_MAX_IN_MEMORY <= PULL_MSG_NUMS_MAX
 assert INDEX_QUERY_RESULTS_MAX >= INDEX_UNIQ_QUERY_RESULTS_MAX
 assert 0 < DISK_SPACE_CLEAN_FORCIBLY_RATIO_DEFAULT < DISK_SPACE_WARNING_LEVEL_RATIO_DEFAULT < 1
+assert PUT_RING_CAPACITY // 2 > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX, "a max message must fit a put ring"
+assert QUEUE_TABLE_SLOTS & (QUEUE_TABLE_SLOTS - 1) == 0
