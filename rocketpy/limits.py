@@ -98,6 +98,7 @@ QUEUE_TABLE_SLOTS = 65_536                 # ConsumeQueues one broker can publis
 PUT_RING_CAPACITY = 64 * MIB               # per worker; bounds a put request to half of it
 RESPONSE_RING_CAPACITY = 4 * MIB           # per worker, writer -> worker
 HEARTBEAT_SLOTS_MAX = 64                   # children of one supervisor
+SEQLOCK_READ_TIMEOUT_MS = 1000             # a seqlock odd this long has a dead writer
 
 # --- relations checked at import -----------------------------------------------
 

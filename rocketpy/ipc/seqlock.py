@@ -13,20 +13,24 @@ Layout of one record at `offset` (8-byte aligned)::
     +0  seq     uint64   even = stable, odd = write in progress
     +8  fields  as given by the record's struct format (little-endian)
 
-A writer killed mid-write leaves the counter odd; readers then give up after a
-bounded number of tries (SeqlockTornError) and the supervisor, which restarts
+A writer preempted mid-write keeps readers spinning briefly (they yield the
+CPU so it can finish); a writer killed mid-write leaves the counter odd, and
+readers give up after limits.SEQLOCK_READ_TIMEOUT_MS (SeqlockTornError) and the supervisor, which restarts
 that writer, calls `reset()` before the new writer takes over.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+import time
 from typing import Any
 
+from rocketpy import limits
 from rocketpy.errors import RocketpyError
 
 _SEQ = struct.Struct("<Q")  # size only; loads and stores go through a typed view
-READ_TRIES_MAX = 10_000
+_SPINS_BEFORE_YIELD = 64
 
 
 class SeqlockTornError(RocketpyError):
@@ -77,14 +81,23 @@ class SeqlockRecord:
 
     def read(self) -> tuple[Any, ...]:
         buf, off, fields, seq_view = self._buf, self._offset, self._fields, self._seq
-        for _ in range(READ_TRIES_MAX):
-            before = seq_view[0]
-            if before & 1:
-                continue
-            values = fields.unpack_from(buf, off + 8)
-            if seq_view[0] == before:
-                return values
-        raise SeqlockTornError(f"seqlock at {off} stayed odd for {READ_TRIES_MAX} reads")
+        deadline = 0.0
+        while True:
+            for _ in range(_SPINS_BEFORE_YIELD):
+                before = seq_view[0]
+                if before & 1:
+                    continue
+                values = fields.unpack_from(buf, off + 8)
+                if seq_view[0] == before:
+                    return values
+            # The writer is descheduled mid-update (or dead): let it run.
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + limits.SEQLOCK_READ_TIMEOUT_MS / 1000
+            elif now > deadline:
+                raise SeqlockTornError(
+                    f"seqlock at {off} stayed odd for {limits.SEQLOCK_READ_TIMEOUT_MS} ms: its writer died")
+            os.sched_yield()
 
     def reset(self) -> None:
         """Make a torn record readable again (supervisor, before a new writer starts)."""

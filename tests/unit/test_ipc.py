@@ -50,7 +50,8 @@ def wait_child(pid: int, timeout_s: float = 30.0) -> int:
 # --- seqlock -------------------------------------------------------------------
 
 
-def test_seqlock_round_trip_and_torn_detection():
+def test_seqlock_round_trip_and_torn_detection(monkeypatch):
+    monkeypatch.setattr("rocketpy.limits.SEQLOCK_READ_TIMEOUT_MS", 50)
     buf = anon(4096)
     rec = SeqlockRecord(buf, 64, "qq")
     assert rec.read() == (0, 0)
