@@ -9,7 +9,7 @@ from pathlib import Path
 import rocketpy
 
 PACKAGE_ROOT = Path(rocketpy.__file__).parent
-COMMON = {"limits", "errors", "clock", "config", "__init__"}
+COMMON = {"limits", "errors", "clock", "config", "sdnotify", "__init__"}
 
 # area -> areas it may import (besides itself and COMMON)
 ALLOWED: dict[str, set[str]] = {
