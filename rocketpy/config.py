@@ -93,6 +93,75 @@ class StoreConfig:
             raise ConfigError(f"maxMessageSize={self.max_message_size} must be positive")
 
 
+class BrokerRole(enum.Enum):
+    ASYNC_MASTER = "ASYNC_MASTER"
+    SYNC_MASTER = "SYNC_MASTER"
+    SLAVE = "SLAVE"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """Broker settings (RocketMQ's BrokerConfig + NettyServerConfig keys); store keys live in StoreConfig."""
+
+    broker_cluster_name: str = dataclasses.field(default="DefaultCluster", metadata=_key("brokerClusterName"))
+    broker_name: str = dataclasses.field(default="broker-a", metadata=_key("brokerName"))
+    broker_id: int = dataclasses.field(default=0, metadata=_key("brokerId"))
+    broker_role: BrokerRole = dataclasses.field(default=BrokerRole.ASYNC_MASTER, metadata=_key("brokerRole"))
+    namesrv_addr: str = dataclasses.field(
+        default="", metadata=_key("namesrvAddr", doc="NameServer addresses, host:port;host:port"))
+    listen_port: int = dataclasses.field(default=10911, metadata=_key("listenPort"))
+    listen_host: str = dataclasses.field(
+        default="0.0.0.0", metadata=_key("listenHost", doc="rocketpy: address the broker binds"))
+    broker_ip1: str = dataclasses.field(
+        default="", metadata=_key("brokerIP1", doc="address clients reach the broker at (default: auto)"))
+    broker_ip2: str = dataclasses.field(default="", metadata=_key("brokerIP2"))
+    broker_permission: int = dataclasses.field(default=6, metadata=_key("brokerPermission"))
+    auto_create_topic_enable: bool = dataclasses.field(default=True, metadata=_key("autoCreateTopicEnable"))
+    auto_create_subscription_group: bool = dataclasses.field(
+        default=True, metadata=_key("autoCreateSubscriptionGroup"))
+    default_topic_queue_nums: int = dataclasses.field(default=8, metadata=_key("defaultTopicQueueNums"))
+    cluster_topic_enable: bool = dataclasses.field(default=True, metadata=_key("clusterTopicEnable"))
+    broker_topic_enable: bool = dataclasses.field(default=True, metadata=_key("brokerTopicEnable"))
+    register_name_server_period_ms: int = dataclasses.field(
+        default=30_000, metadata=_key("registerNameServerPeriod"))
+    register_broker_timeout_ms: int = dataclasses.field(default=6000, metadata=_key("registerBrokerTimeoutMills"))
+    client_channel_max_idle_time_s: int = dataclasses.field(
+        default=120, metadata=_key("serverChannelMaxIdleTimeSeconds", "clientChannelMaxIdleTimeSeconds"))
+    client_expiry_ms: int = dataclasses.field(
+        default=120_000, metadata=_key("channelExpiredTimeout", doc="client heartbeat expiry"))
+    long_polling_enable: bool = dataclasses.field(default=True, metadata=_key("longPollingEnable"))
+    short_polling_time_ms: int = dataclasses.field(default=1000, metadata=_key("shortPollingTimeMills"))
+    flush_consumer_offset_interval_ms: int = dataclasses.field(
+        default=5000, metadata=_key("flushConsumerOffsetInterval"))
+    reject_transaction_message: bool = dataclasses.field(default=False, metadata=_key("rejectTransactionMessage"))
+    transaction_timeout_ms: int = dataclasses.field(default=6000, metadata=_key("transactionTimeOut"))
+    transaction_check_max: int = dataclasses.field(default=15, metadata=_key("transactionCheckMax"))
+    transaction_check_interval_ms: int = dataclasses.field(
+        default=60_000, metadata=_key("transactionCheckInterval"))
+    trace_topic_enable: bool = dataclasses.field(default=False, metadata=_key("traceTopicEnable"))
+    region_id: str = dataclasses.field(default="DefaultRegion", metadata=_key("regionId"))
+    worker_count: int = dataclasses.field(
+        default=0, metadata=_key("workerCount", doc="rocketpy: reader/protocol worker processes (0 = cores)"))
+    heartbeat_timeout_ms: int = dataclasses.field(
+        default=30_000, metadata=_key("childHeartbeatTimeout", doc="rocketpy: a child silent this long is hung"))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.listen_port < 65536:
+            raise ConfigError(f"listenPort={self.listen_port} is not a TCP port; use 1..65535")
+        if self.broker_id < 0:
+            raise ConfigError(f"brokerId={self.broker_id} must be 0 (master) or a positive slave id")
+        if not 1 <= self.default_topic_queue_nums <= 1024:
+            raise ConfigError(f"defaultTopicQueueNums={self.default_topic_queue_nums} must be 1..1024")
+        if self.broker_permission & ~0xF:
+            raise ConfigError(f"brokerPermission={self.broker_permission} has bits outside 0..15")
+        if not self.broker_name or any(c.isspace() for c in self.broker_name):
+            raise ConfigError(f"brokerName={self.broker_name!r} must be a non-empty name without spaces")
+
+    @property
+    def namesrv_addrs(self) -> list[str]:
+        return [a.strip() for a in self.namesrv_addr.replace(",", ";").split(";") if a.strip()]
+
+
 T = TypeVar("T")
 
 
@@ -133,6 +202,8 @@ def _convert(field: dataclasses.Field[Any], raw: Any) -> Any:
             return value
         if ftype == "FlushDiskType":
             return FlushDiskType(text.upper())
+        if ftype == "BrokerRole":
+            return BrokerRole(text.upper())
         if ftype == "str":
             return text
     except ValueError:
@@ -167,3 +238,14 @@ def config_keys(cls: type[Any]) -> frozenset[str]:
         keys.add(f.metadata.get("key", f.name))
         keys.update(f.metadata.get("aliases", ()))
     return frozenset(keys)
+
+
+def load_broker_config(props: Mapping[str, Any]) -> tuple[BrokerConfig, StoreConfig]:
+    """Split one broker.properties into broker and store settings; unknown keys are warned about."""
+    store_keys = config_keys(StoreConfig)
+    broker_keys = config_keys(BrokerConfig)
+    broker_props = {k: v for k, v in props.items() if k not in store_keys}
+    store_props = {k: v for k, v in props.items() if k in store_keys}
+    broker = config_from_properties(BrokerConfig, broker_props, known_elsewhere=store_keys)
+    store = config_from_properties(StoreConfig, store_props, known_elsewhere=broker_keys)
+    return broker, store
