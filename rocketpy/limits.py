@@ -23,6 +23,10 @@ HEADER_SIZE_MAX = (1 << 24) - 1
 EXT_FIELDS_COUNT_MAX = 1024
 # Our protocol version stamp: V4_9_8 (>= 232 is needed by Java SQL92 consumers).
 REMOTING_VERSION = 409
+# Objects and arrays allowed in a JSON header outside strings (real headers
+# have two: the header and extFields). orjson 3.8 recurses without a bound
+# and a ~150k-deep array segfaults the process, so this is checked first.
+JSON_HEADER_CONTAINERS_MAX = 64
 
 # --- names and message sizes ------------------------------------------------
 
@@ -36,6 +40,9 @@ MESSAGE_RECORD_OVERHEAD_MAX = 64 * KIB
 BATCH_MESSAGES_MAX = 4096              # items in one batch body
 BODY_COMPRESS_THRESHOLD_SIZE = 4 * KIB # clients compress bodies >= this
 BODY_COMPRESS_LEVEL = 5
+
+# A compressed REGISTER_BROKER body may inflate to at most this much (zip-bomb bound).
+REGISTER_BROKER_BODY_INFLATED_SIZE_MAX = 64 * MIB
 
 # --- store files --------------------------------------------------------------
 

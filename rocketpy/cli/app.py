@@ -25,6 +25,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _register_subcommands() -> None:
+    from rocketpy.cli import namesrv as namesrv_cli
+    from rocketpy.cli import tune as tune_cli
+
+    namesrv_cli.register(app)
+    tune_cli.register(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()
 

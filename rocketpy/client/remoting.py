@@ -71,6 +71,9 @@ class RemotingConnection(asyncio.Protocol):
                 task = asyncio.get_running_loop().create_task(self._serve(cmd))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        if self._decoder.failed is not None:
+            log.warning("closing connection to %s: %s", self.addr, self._decoder.failed)
+            self.close(f"malformed frame from {self.addr}: {self._decoder.failed}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = self.close_reason or (f"connection to {self.addr} lost: {exc}" if exc

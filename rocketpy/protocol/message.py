@@ -168,8 +168,12 @@ def _pack_host(host: str, v6: bool) -> bytes:
     try:
         if v6:
             return socket.inet_pton(socket.AF_INET6, host)
-        return socket.inet_aton(host) if host.count(".") == 3 else _v4_from_mapped(host)
-    except OSError:
+        if ":" in host:                 # an IPv4-mapped IPv6 peer ("::ffff:a.b.c.d") stores 4 bytes
+            return _v4_from_mapped(host)
+        if host.count(".") != 3:        # inet_aton would take "1.2.3" as 1.2.0.3
+            raise OSError(host)
+        return socket.inet_aton(host)
+    except (OSError, ValueError):       # ipaddress raises ValueError; inet_* OSError (or ValueError on NUL)
         raise ProtocolError(f"host {host!r} is not a valid IPv{'6' if v6 else '4'} address") from None
 
 
@@ -187,7 +191,18 @@ def _unpack_host(raw: bytes) -> str:
 
 
 def encode_record(msg: MessageRecord) -> bytearray:
-    """Encode one record; queue offset, phys offset and store time are written as given."""
+    """Encode one record; queue offset, phys offset and store time are written as given.
+
+    Raises ProtocolError for values the format cannot hold (lengths, hosts, integers
+    out of range, text that is not encodable as UTF-8).
+    """
+    try:
+        return _encode_record(msg)
+    except (struct.error, UnicodeEncodeError) as exc:
+        raise ProtocolError(f"message does not fit the record format: {exc}") from None
+
+
+def _encode_record(msg: MessageRecord) -> bytearray:
     topic_b = msg.topic.encode()
     props_b = msg.properties.encode()
     if not 0 < len(topic_b) <= limits.TOPIC_NAME_LENGTH_MAX:
@@ -396,7 +411,8 @@ def java_string_hash(text: str) -> int:
         for ch in text:
             h = (31 * h + ord(ch)) & 0xFFFFFFFF
     else:
-        units = text.encode("utf-16-be")
+        # surrogatepass: a lone surrogate is one UTF-16 unit in Java; strict encoding would raise
+        units = text.encode("utf-16-be", "surrogatepass")
         for i in range(0, len(units), 2):
             h = (31 * h + ((units[i] << 8) | units[i + 1])) & 0xFFFFFFFF
     return h - (1 << 32) if h & 0x80000000 else h
