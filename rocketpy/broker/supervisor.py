@@ -250,6 +250,13 @@ class Supervisor:
             return
         if code in HALT_EXIT_CODES:
             raise HaltBroker(code, f"{child.name} exited with {code}: it cannot be restarted")
+        self._count_restart()
+        how = f"signal {-code}" if code < 0 else f"code {code}"
+        log.warning("%s (slot %d) exited with %s; restarting", child.name, slot, how)
+        self.spawn(slot, code)
+
+    def _count_restart(self) -> None:
+        """Record a restart; too many within the window halts the broker instead of looping."""
         now = time.monotonic()
         self._restarts.append(now)
         while self._restarts and now - self._restarts[0] > self.timings.restart_window_s:
@@ -257,9 +264,6 @@ class Supervisor:
         if len(self._restarts) > self.timings.restarts_max_in_window:
             raise HaltBroker(1, f"{len(self._restarts)} child restarts within "
                                 f"{self.timings.restart_window_s:.0f} s; stopping instead of looping")
-        how = f"signal {-code}" if code < 0 else f"code {code}"
-        log.warning("%s (slot %d) exited with %s; restarting", child.name, slot, how)
-        self.spawn(slot, code)
 
     def check_heartbeats(self) -> None:
         now = _now_ms()

@@ -26,10 +26,16 @@ def version() -> None:
 
 
 def _register_subcommands() -> None:
+    from rocketpy.cli import broker as broker_cli
     from rocketpy.cli import namesrv as namesrv_cli
+    from rocketpy.cli import store as store_cli
     from rocketpy.cli import tune as tune_cli
+    from rocketpy.cli import up as up_cli
 
+    up_cli.register(app)
     namesrv_cli.register(app)
+    broker_cli.register(app)
+    store_cli.register(app)
     tune_cli.register(app)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import struct
 from typing import Any
 
@@ -23,7 +24,9 @@ common = settings(deadline=None, max_examples=100, suppress_health_check=[Health
 int32 = st.integers(-(1 << 31), (1 << 31) - 1)
 int64 = st.integers(-(1 << 63), (1 << 63) - 1)
 v4 = st.ip_addresses(v=4).map(str)
-v6 = st.ip_addresses(v=6).map(str)
+# Hosts decode to inet_ntop's canonical text (e.g. '::ffff:0.0.0.0', which str(IPv6Address)
+# writes as '::ffff:0:0'), so generate them in that form.
+v6 = st.ip_addresses(v=6).map(lambda a: socket.inet_ntop(socket.AF_INET6, a.packed))
 port = st.integers(0, 65535)
 # Text without the property separators, never empty.
 prop_text = st.text(st.characters(exclude_characters="\x01\x02", categories=("L", "N", "P", "S", "Z")),

@@ -64,3 +64,4 @@ def test_unknown_keys_are_warned_about(caplog):
         load_broker_config({"brokerName": "b", "noSuchKey": "1", "maxMessageSize": "1024"})
     assert "noSuchKey" in caplog.text
     assert "maxMessageSize" not in caplog.text
+

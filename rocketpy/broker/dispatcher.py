@@ -1,0 +1,125 @@
+"""Dispatcher — RocketMQ's ReputMessageService: the only writer of ConsumeQueue and IndexFile.
+
+It follows the committed offset the writer publishes, derives each record's
+ConsumeQueue entry (and index entries), publishes every changed queue's max
+offset in the queue table, then the dispatched offset, and rings the workers'
+pull doorbells so parked long-polling pulls re-check at once.
+
+On (re)start it reopens the ConsumeQueues from disk — their tails tell how far
+an earlier dispatcher got — and resumes from the lowest point that may be
+missing; dispatching a record twice is harmless (entries already present are
+skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from rocketpy.broker.child import EXIT_OK, Child
+from rocketpy.config import StoreConfig
+from rocketpy.ipc.control_block import ControlBlock, Role
+from rocketpy.ipc.doorbell import Doorbell
+from rocketpy.ipc.queue_table import QueueTableWriter
+from rocketpy.store.commitlog import CommitLog
+from rocketpy.store.consumequeue import ConsumeQueueSet
+from rocketpy.store.io import RealFileIO
+from rocketpy.store.recovery import dispatch_range, parse_delay_levels_ms
+
+log = logging.getLogger("rocketpy.broker.dispatcher")
+
+DISPATCH_IDLE_WAIT_MS = 1000
+
+
+def _mono_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class Dispatcher(Child):
+    name = "dispatcher"
+
+    def __init__(self, slot: int, store_config: StoreConfig, control_buf: Any, queue_table_buf: Any,
+                 dispatcher_bell: Doorbell, pull_bells: list[Doorbell]) -> None:
+        super().__init__(slot)
+        self.store_config = store_config
+        self._control_buf = control_buf
+        self._queue_table_buf = queue_table_buf
+        self.bell = dispatcher_bell
+        self.pull_bells = pull_bells
+        self.dispatched = 0
+        self._published: dict[tuple[str, int], int] = {}
+        self._last_cq_flush_ms = 0
+
+    def setup(self) -> None:
+        cfg = self.store_config
+        root = cfg.store_path_root_dir
+        io = RealFileIO()
+        self.control_block = ControlBlock(self._control_buf, Role.DISPATCHER, slot=self.slot)
+        self.queue_table = QueueTableWriter(self._queue_table_buf)
+        self.commitlog = CommitLog(os.path.join(root, "commitlog"), cfg.mapped_file_size_commitlog, io,
+                                   max_message_size=cfg.max_message_size, writable=False)
+        self.commitlog.load()
+        self.cqs = ConsumeQueueSet(io, os.path.join(root, "consumequeue"), cfg.mapped_file_size_consumequeue)
+        self.cqs.load()
+        self.delay_levels_ms = parse_delay_levels_ms(cfg.message_delay_level)
+        # Resume where the queues end; never past what the writer committed.
+        committed = self.control_block.committed_offset
+        resume = min(self.cqs.max_phys_covered(), committed)
+        self.dispatched = max(resume, self.commitlog.min_phys_offset)
+        self._publish_queues(force=True)
+        self.control_block.publish_dispatched(self.dispatched, 0)
+        self._last_cq_flush_ms = _mono_ms()
+        log.info("dispatcher up: resuming at %d (committed %d), %d queues", self.dispatched, committed,
+                 len(self._published))
+
+    def on_stop_requested(self) -> None:
+        self.bell.ring()
+
+    def run(self) -> int:
+        while True:
+            self.beat()
+            if self.orphaned():
+                log.warning("supervisor gone; dispatcher exits")
+                break
+            progressed = self.turn()
+            if self.stopping and not progressed:
+                break
+            if not progressed:
+                self.bell.wait(DISPATCH_IDLE_WAIT_MS / 1000)
+        self.cqs.flush_all()
+        log.info("dispatcher stopped at %d", self.dispatched)
+        return EXIT_OK
+
+    def turn(self) -> bool:
+        assert self.control_block is not None
+        committed = self.control_block.committed_offset
+        progressed = False
+        if committed > self.dispatched:
+            files = self.commitlog.mfq.files
+            if not files or files[-1].file_end < committed:
+                self.commitlog.mfq.refresh()      # the writer rolled to a file we have not mapped
+            stats = dispatch_range(self.commitlog, self.cqs, None, self.dispatched, committed,
+                                   delay_levels_ms=self.delay_levels_ms)
+            progressed = stats.end_offset > self.dispatched
+            if progressed:
+                self.dispatched = stats.end_offset
+                self._publish_queues()
+                self.control_block.publish_dispatched(self.dispatched, stats.last_store_timestamp)
+                for bell in self.pull_bells:
+                    bell.ring()
+        now = _mono_ms()
+        if now - self._last_cq_flush_ms >= self.store_config.flush_interval_consumequeue_ms:
+            self.cqs.flush_all()
+            self._last_cq_flush_ms = now
+        return progressed
+
+    def _publish_queues(self, *, force: bool = False) -> None:
+        published = self._published
+        for cq in self.cqs:
+            key = (cq.topic, cq.queue_id)
+            max_offset = cq.max_offset
+            if force or published.get(key) != max_offset:
+                self.queue_table.publish(cq.topic, cq.queue_id, max_offset, cq.min_offset, 0)
+                published[key] = max_offset
