@@ -56,6 +56,8 @@ INDEX_QUERY_RESULTS_MAX = 64                   # maxMsgsNumBatch
 INDEX_UNIQ_QUERY_RESULTS_MAX = 32              # defaultQueryMaxNum
 COMMITLOG_BLANK_SIZE_MIN = 8                   # end-of-file marker
 CHECKPOINT_FILE_SIZE = 4096
+# The writer zero-fills the next CommitLog file this much per idle turn (then fdatasyncs it).
+COMMITLOG_WARMUP_STEP_SIZE = 4 * MIB
 # Recovery starts this many files from the end (RocketMQ: the third-last).
 RECOVERY_TAIL_FILE_COUNT = 3
 # Abnormal recovery backs off this far from the checkpoint's minimum stamp.

@@ -26,6 +26,7 @@ import logging
 import mmap
 import os
 import signal
+import socket
 import time
 
 from rocketpy import limits
@@ -51,6 +52,19 @@ SLOT_CONTROL = 2
 SLOT_FIRST_WORKER = 3
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Bind the broker port once without SO_REUSEPORT: the workers share it with SO_REUSEPORT,
+    so without this a second broker of the same user could silently share its clients."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise HaltBroker(EXIT_CONFIG, f"cannot listen on {host}:{port}: {exc.strerror}; is another "
+                                          "broker running? set listenPort to a free port") from None
+
+
 def default_worker_count() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -59,6 +73,7 @@ class BrokerSupervisor(Supervisor):
     def __init__(self, broker_config: BrokerConfig, store_config: StoreConfig,
                  timings: SupervisorTimings | None = None) -> None:
         shm.check_platform()
+        check_port_free(broker_config.listen_host, broker_config.listen_port)
         self.broker_config = broker_config
         self.store_config = store_config
         self.worker_count = broker_config.worker_count or default_worker_count()

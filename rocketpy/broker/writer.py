@@ -117,7 +117,10 @@ class Writer(Child):
                 break
             if not handled:
                 if self.commitlog.needs_next_file:
-                    self.commitlog.prepare_next_file()
+                    # Warm the next file a bounded step at a time, between turns.
+                    self.beat(busy_since_ms=_mono_ms())
+                    self.commitlog.prepare_next_file_step()
+                    self.beat(force=True)
                     continue
                 self.writer_bell.wait(self._idle_wait_s())
         self.turn()

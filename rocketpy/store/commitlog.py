@@ -336,6 +336,7 @@ class CommitLog:
         unpack_i32 = _I32.unpack_from
         pack_qoff_phys = _QOFF_POFF.pack_into
         pack_i64 = _I64.pack_into
+        new_result = tuple.__new__
         max_body = self.max_message_size
         max_record = self.record_size_max
         table = self.queue_offsets
@@ -362,7 +363,7 @@ class CommitLog:
             if sys_flag & _TX_PREPARED_BIT:          # PREPARED and ROLLBACK take no queue offset
                 pack_qoff_phys(data, QUEUEOFFSET_POS, 0, phys)
                 pack_i64(data, ts_pos, store_ts)
-                results.append(AppendResult(phys, n, 0, store_ts))
+                results.append(new_result(AppendResult, (phys, n, 0, store_ts)))
             else:
                 if req.topic is last_topic and req.queue_id == last_qid:
                     qoff += 1                        # runs of one queue skip the lookups
@@ -375,7 +376,7 @@ class CommitLog:
                     qoff = found if found is not None else table.get(key, 0)
                 pack_qoff_phys(data, QUEUEOFFSET_POS, qoff, phys)
                 pack_i64(data, ts_pos, store_ts)
-                results.append(AppendResult(phys, n, qoff, store_ts))
+                results.append(new_result(AppendResult, (phys, n, qoff, store_ts)))
             phys += n
         if last_topic is not None:
             assigned[key] = qoff + 1
@@ -446,6 +447,17 @@ class CommitLog:
                 self.mfq.file_for_write(self.committed_offset)
                 return True
             return self.mfq.prepare_next_file(self.committed_offset)
+        except OSError as exc:
+            raise self._io_error("prepare the next CommitLog file", exc) from exc
+
+    def prepare_next_file_step(self, step_bytes: int = limits.COMMITLOG_WARMUP_STEP_SIZE) -> bool:
+        """One bounded step of zero-filling the next file (the writer's idle turns); True when ready."""
+        assert self.writable
+        try:
+            if self.mfq.find(self.committed_offset) is None:
+                self.mfq.file_for_write(self.committed_offset)
+                return False
+            return self.mfq.warm_next_file_step(self.committed_offset, step_bytes)
         except OSError as exc:
             raise self._io_error("prepare the next CommitLog file", exc) from exc
 

@@ -185,6 +185,8 @@ class MappedFileQueue:
         self.file_size = file_size
         self.writable = writable
         self.files: list[MappedFile] = []
+        # The next file being zero-filled a step at a time: (fd, file_start, bytes filled).
+        self._warming: tuple[int, int, int] | None = None
 
     # --- loading ------------------------------------------------------------------
 
@@ -304,9 +306,70 @@ class MappedFileQueue:
             raise StoreError(
                 f"{self.dir_path}: write at {phys} is not in the last file or the next one "
                 f"(files end at {self.max_file_end})")
+        if self._warming is not None and self._warming[1] == start:
+            # The hot path caught up with the warm-up: finish it now.
+            while not self.warm_next_file_step(self.files[-1].file_start if self.files else 0, self.file_size):
+                pass
+            mf = self.find(phys)
+            assert mf is not None
+            return mf
+        self._abandon_warming()
         mf = MappedFile.create(self.io, self.dir_path, start, self.file_size)
         self.files.append(mf)
         return mf
+
+    def warm_next_file_step(self, write_pos: int, step_bytes: int) -> bool:
+        """Zero-fill up to step_bytes more of the file after write_pos's file, synced as it goes.
+
+        The writer calls this on idle turns, so warming a 1 GiB file never stalls
+        puts for more than one step. The file appears under its final name only
+        once it is complete (until then it is a .tmp that recovery deletes).
+        Returns True when the next file exists.
+        """
+        assert self.writable and step_bytes > 0
+        if not self.files:
+            return False
+        cur = self.find(write_pos)
+        if cur is None or cur is not self.files[-1]:
+            return cur is not None
+        start = cur.file_end
+        if self._warming is None or self._warming[1] != start:
+            self._abandon_warming()
+            tmp = os.path.join(self.dir_path, file_name(start)) + TMP_SUFFIX
+            if self.io.exists(tmp):
+                self.io.unlink(tmp)
+            self._warming = (self.io.open(tmp, create=True, size=0), start, 0)
+        fd, start, filled = self._warming
+        end = min(self.file_size, filled + step_bytes)
+        try:
+            zero_fill(self.io, fd, filled, end)
+            self.io.fdatasync(fd)
+        except BaseException:
+            self._abandon_warming()
+            raise
+        if end < self.file_size:
+            self._warming = (fd, start, end)
+            return False
+        self._warming = None
+        path = os.path.join(self.dir_path, file_name(start))
+        try:
+            self.io.rename(path + TMP_SUFFIX, path)
+            self.io.fsync_dir(self.dir_path)
+        except BaseException:
+            self.io.close(fd)
+            raise
+        self.files.append(MappedFile(self.io, path, start, self.file_size, fd, True))
+        return True
+
+    def _abandon_warming(self) -> None:
+        if self._warming is None:
+            return
+        fd, start, _ = self._warming
+        self._warming = None
+        self.io.close(fd)
+        tmp = os.path.join(self.dir_path, file_name(start)) + TMP_SUFFIX
+        if self.io.exists(tmp):
+            self.io.unlink(tmp)
 
     def prepare_next_file(self, write_pos: int) -> bool:
         """Create the file after the one holding write_pos if missing (warm-up, off the hot path)."""
@@ -380,6 +443,7 @@ class MappedFileQueue:
         return deleted
 
     def close(self) -> None:
+        self._abandon_warming()
         for mf in self.files:
             mf.close()
         self.files = []

@@ -200,3 +200,25 @@ def test_kill_9_of_a_child_is_survived(tmp_path, child):
                          20, "both messages")
             assert [m.body for m in records(r)][:2] == [b"before", b"after"]
         assert c.broker.popen.poll() is None
+
+
+def test_a_second_broker_on_the_same_port_is_refused(running, tmp_path):
+    props = tmp_path / "b2.properties"
+    props.write_text(f"brokerName=broker-b\nlistenHost=127.0.0.1\nlistenPort={running.broker_port}\n"
+                     f"storePathRootDir={tmp_path / 'store2'}\n")
+    result = subprocess.run([sys.executable, "-m", "rocketpy.cli.broker", "-c", str(props)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78, result.stderr
+    assert "cannot listen" in result.stderr
+
+
+def test_a_second_broker_on_the_same_store_is_refused(running, tmp_path):
+    props = tmp_path / "b3.properties"
+    from tests.support.cluster import free_port
+
+    props.write_text(f"brokerName=broker-c\nlistenHost=127.0.0.1\nlistenPort={free_port()}\n"
+                     f"storePathRootDir={running.store_dir}\n")
+    result = subprocess.run([sys.executable, "-m", "rocketpy.cli.broker", "-c", str(props)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78, result.stderr
+    assert "another broker is using" in result.stderr

@@ -204,3 +204,22 @@ StoreModel.TestCase.settings = settings(
     max_examples=50, stateful_step_count=30, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_store_model = StoreModel.TestCase
+
+
+@pytest.mark.xfail(strict=True, reason="file engine: ConsumeQueue recovery trusts a torn last entry "
+                   "(phys >= 0 and size > 0) without checking it against the CommitLog record")
+def test_regression_torn_consumequeue_entry(tmp_path: Any) -> None:
+    """Found by StoreModel: the last pwrite is a ConsumeQueue entry, torn after 11 bytes."""
+    state = StoreModel()
+    try:
+        state.start()
+        state.append(advance_ms=132, group=[("A", 0, 1810, TRANSACTION_COMMIT, "TagA", None)])
+        state.flush()
+        state.append(advance_ms=119, group=[("A", 2, 1076, TRANSACTION_ROLLBACK, "TagA", "k2 k3"),
+                                            ("B", 2, 1854, TRANSACTION_PREPARED, "TagA", "k2 k3")])
+        state.flush()
+        state.append(advance_ms=440, group=[("A", 2, 1008, TRANSACTION_PREPARED, "TagB", "k1")])
+        state.dispatch()
+        state.crash(lose_unsynced=True, torn=11)
+    finally:
+        state.teardown()

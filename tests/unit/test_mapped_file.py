@@ -127,3 +127,38 @@ def test_reader_mode_follows_the_writer(tmp_path):
 def test_reader_of_missing_dir_is_empty(tmp_path):
     reader = _queue(tmp_path, writable=False)
     assert reader.files == [] and reader.read(0, 1, limit=10) is None
+
+
+def test_next_file_is_warmed_in_bounded_steps(tmp_path):
+    q = _queue(tmp_path)
+    q.file_for_write(0)
+    steps = 0
+    tmp = tmp_path / "q" / (file_name(SIZE) + ".tmp")
+    while not q.warm_next_file_step(10, 1024):
+        steps += 1
+        assert tmp.exists() and os.path.getsize(tmp) == steps * 1024   # visible only as a .tmp
+        assert len(q.files) == 1
+    assert steps == 3 and not tmp.exists()
+    assert [mf.file_start for mf in q.files] == [0, SIZE]
+    assert os.path.getsize(q.files[1].path) == SIZE
+    assert q.warm_next_file_step(10, 1024)          # nothing more to do: the next file exists
+
+
+def test_a_write_that_reaches_a_half_warmed_file_finishes_it(tmp_path):
+    q = _queue(tmp_path)
+    q.file_for_write(0)
+    assert not q.warm_next_file_step(0, 1024)
+    mf = q.file_for_write(SIZE)
+    assert mf.file_start == SIZE and os.path.getsize(mf.path) == SIZE
+    assert bytes(mf.read(0, SIZE)) == bytes(SIZE)
+    assert not (tmp_path / "q" / (file_name(SIZE) + ".tmp")).exists()
+
+
+def test_a_crash_mid_warm_up_leaves_only_a_tmp_that_load_removes(tmp_path):
+    q = _queue(tmp_path)
+    q.file_for_write(0)
+    q.warm_next_file_step(0, 1024)
+    # no close: a kill -9 leaves the .tmp behind
+    again = _queue(tmp_path)
+    assert [mf.file_start for mf in again.files] == [0]
+    assert not (tmp_path / "q" / (file_name(SIZE) + ".tmp")).exists()
