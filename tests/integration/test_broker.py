@@ -222,3 +222,28 @@ def test_a_second_broker_on_the_same_store_is_refused(running, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 78, result.stderr
     assert "another broker is using" in result.stderr
+
+
+def test_broker_registers_with_every_nameserver_and_unregisters_on_stop(tmp_path):
+    from tests.support.cluster import Cluster, _spawn, free_port, port_open
+
+    other_port = free_port()
+    other = _spawn("namesrv2", ["rocketpy.cli.namesrv", "--listen", f"127.0.0.1:{other_port}"],
+                   tmp_path / "namesrv2.log")
+    c = Cluster(tmp_path)
+    try:
+        wait_for(lambda: port_open(other_port), 30, "the second NameServer")
+        c.start_namesrv()
+        c.start_broker(namesrvAddr=f"{c.namesrv_addr};127.0.0.1:{other_port}")
+        for port in (c.namesrv_port, other_port):
+            with RemotingTestClient("127.0.0.1", port) as ns:
+                wait_for(lambda ns=ns: ns.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "TBW102"}).code == 0,
+                         30, f"registration with the NameServer on {port}")
+        assert c.broker.stop() == 0
+        for port in (c.namesrv_port, other_port):
+            with RemotingTestClient("127.0.0.1", port) as ns:
+                reply = ns.request(RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": "TBW102"})
+                assert reply.code == ResponseCode.TOPIC_NOT_EXIST, "the broker unregisters when it stops"
+    finally:
+        c.stop()
+        other.stop()
