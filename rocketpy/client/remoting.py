@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 
 from rocketpy.errors import ProtocolError, RemotingConnectError, RemotingTimeoutError
 from rocketpy.protocol.codes import ResponseCode
-from rocketpy.protocol.remoting import FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder, RemotingCommand, encode_frame
+from rocketpy.protocol.remoting import (
+    FLAG_ONEWAY,
+    FLAG_RESPONSE,
+    FrameDecoder,
+    RemotingCommand,
+    encode_frame,
+)
 
 log = logging.getLogger("rocketpy.client.remoting")
 
@@ -104,7 +110,7 @@ class RemotingConnection(asyncio.Protocol):
         self._transport.write(encode_frame(cmd))
         try:
             return await asyncio.wait_for(fut, timeout_ms / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RemotingTimeoutError(
                 f"no response from {self.addr} to request code {cmd.code} within {timeout_ms} ms") from None
         finally:
@@ -159,7 +165,7 @@ async def connect(addr: str, *, timeout_ms: int = 3000, handler: RequestHandler 
         _, proto = await asyncio.wait_for(
             loop.create_connection(lambda: RemotingConnection(addr, handler), host, port),
             timeout_ms / 1000)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RemotingConnectError(f"connect to {addr} timed out after {timeout_ms} ms") from None
     except OSError as exc:
         raise RemotingConnectError(f"cannot connect to {addr}: {exc.strerror or exc}") from None
@@ -208,5 +214,5 @@ class RemotingClient:
         for conn in conns:
             try:
                 await asyncio.wait_for(conn.wait_closed(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

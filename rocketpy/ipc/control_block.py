@@ -94,7 +94,7 @@ class ControlBlock:
     # --- supervisor ------------------------------------------------------------
 
     def supervisor_fields(self) -> tuple[int, int, int, int]:
-        return self._supervisor.read()  # type: ignore[return-value]
+        return self._supervisor.read()
 
     @property
     def generation(self) -> int:
@@ -119,7 +119,7 @@ class ControlBlock:
 
     def writer_fields(self) -> tuple[int, int, int, int]:
         """committed_offset, flushed_offset, flushed_store_ts, writer_generation."""
-        return self._writer.read()  # type: ignore[return-value]
+        return self._writer.read()
 
     @property
     def committed_offset(self) -> int:
@@ -146,7 +146,7 @@ class ControlBlock:
         return int(self._dispatcher.read()[0])
 
     def dispatcher_fields(self) -> tuple[int, int]:
-        return self._dispatcher.read()  # type: ignore[return-value]
+        return self._dispatcher.read()
 
     def publish_dispatched(self, dispatched_offset: int, logics_store_ts: int) -> None:
         assert self.role in (Role.DISPATCHER, Role.SUPERVISOR), f"{self.role} may not write dispatcher fields"
@@ -156,7 +156,7 @@ class ControlBlock:
 
     def control_fields(self) -> tuple[int, int]:
         """flags, commitlog min phys offset."""
-        return self._control.read()  # type: ignore[return-value]
+        return self._control.read()
 
     @property
     def disk_full(self) -> bool:
@@ -175,7 +175,7 @@ class ControlBlock:
 
     def heartbeat(self, slot: int) -> tuple[int, int, int]:
         """pid, last beat (monotonic ms), busy since (monotonic ms, 0 = idle)."""
-        return self._slots[slot].read()  # type: ignore[return-value]
+        return self._slots[slot].read()
 
     def clear_slot(self, slot: int) -> None:
         assert self.role is Role.SUPERVISOR

@@ -60,7 +60,7 @@ def test_send_and_pull_every_message_shape(running):
                        10, "three messages to be pullable")
         assert got.ext_str("nextBeginOffset") == "3" and got.ext_str("maxOffset") == "3"
         msgs = records(got)
-        for msg, shape in zip(msgs, shapes):
+        for msg, shape in zip(msgs, shapes, strict=True):
             assert msg.body == shape["body"]
             props = msg.property_map()
             assert props.get("TAGS") == shape["tags"]
@@ -107,7 +107,7 @@ def test_long_polling_wakes_within_milliseconds_of_a_send(running):
 def test_suspend_bit_off_answers_at_once(running):
     with connect(running) as c:
         assert send(c, "SuspendTopic", b"x", queue_id=0).code == 0
-        unknown = pull(c, "NoSuchTopic%d" % os.getpid(), 0, 0)
+        unknown = pull(c, f"NoSuchTopic{os.getpid()}", 0, 0)
         assert unknown.code == ResponseCode.TOPIC_NOT_EXIST
         t0 = time.monotonic()
         reply = pull(c, "SuspendTopic", 2, 0, sys_flag=0x4, suspend_ms=20000)   # an empty queue

@@ -30,7 +30,7 @@ def send(client: RemotingTestClient, topic: str, body: bytes, *, tags: str | Non
     if code == RequestCode.SEND_MESSAGE_V2:
         short = dict(zip("abcdefghijklm", ["producerGroup", "topic", "defaultTopic", "defaultTopicQueueNums",
                                            "queueId", "sysFlag", "bornTimestamp", "flag", "properties",
-                                           "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch"]))
+                                           "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch"], strict=True))
         ext = {k: ext[v] for k, v in short.items() if v in ext}
     cmd = client.command(code, ext, body, raw_ext=raw_ext)
     return client.call(cmd, timeout_s=timeout_s)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -552,10 +554,7 @@ def test_java_vectors() -> None:
 # --- hostile bodies: never a crash, never a hang -------------------------------------------
 
 
-def _run_isolated(code: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-    import sys
-
+def _run_isolated(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
 

@@ -13,8 +13,20 @@ import pytest
 from rocketpy.ipc import shm
 from rocketpy.ipc.control_block import BrokerState, ControlBlock, Role, control_block_size
 from rocketpy.ipc.doorbell import Doorbell
-from rocketpy.ipc.queue_table import QueueTable, QueueTableFull, QueueTableWriter, init_queue_table, queue_table_size
-from rocketpy.ipc.ring import RingConsumer, RingMessageTooLarge, RingProducer, init_ring, ring_segment_size
+from rocketpy.ipc.queue_table import (
+    QueueTable,
+    QueueTableFull,
+    QueueTableWriter,
+    init_queue_table,
+    queue_table_size,
+)
+from rocketpy.ipc.ring import (
+    RingConsumer,
+    RingMessageTooLarge,
+    RingProducer,
+    init_ring,
+    ring_segment_size,
+)
 from rocketpy.ipc.seqlock import SeqlockRecord, SeqlockTornError
 
 
