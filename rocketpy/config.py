@@ -78,6 +78,8 @@ class StoreConfig:
     disk_space_warning_level_ratio: float = dataclasses.field(
         default=limits.DISK_SPACE_WARNING_LEVEL_RATIO_DEFAULT,
         metadata=_key("diskSpaceWarningLevelRatio", "rocketmq.broker.diskSpaceWarningLevelRatio"))
+    clean_resource_interval_ms: int = dataclasses.field(
+        default=limits.CLEAN_RESOURCE_INTERVAL_MS_DEFAULT, metadata=_key("cleanResourceInterval"))
     clean_file_forcibly_enable: bool = dataclasses.field(default=True, metadata=_key("cleanFileForciblyEnable"))
     message_delay_level: str = dataclasses.field(
         default=limits.MESSAGE_DELAY_LEVEL_DEFAULT, metadata=_key("messageDelayLevel"))

@@ -51,6 +51,8 @@ class Dispatcher(Child):
         self.dispatched = 0
         self._published: dict[tuple[str, int], int] = {}
         self._last_cq_flush_ms = 0
+        self._cq_flushed = 0          # every queue entry of records below this is on disk
+        self._min_phys_seen = 0
 
     def setup(self) -> None:
         cfg = self.store_config
@@ -68,8 +70,10 @@ class Dispatcher(Child):
         committed = self.control_block.committed_offset
         resume = min(self.cqs.max_phys_covered(), committed)
         self.dispatched = max(resume, self.commitlog.min_phys_offset)
+        self._min_phys_seen = self.commitlog.min_phys_offset
         self._publish_queues(force=True)
-        self.control_block.publish_dispatched(self.dispatched, 0)
+        self._cq_flushed = self.dispatched     # load() found the queue ends on disk
+        self.control_block.publish_dispatched(self.dispatched, self._cq_flushed)
         self._last_cq_flush_ms = _mono_ms()
         log.info("dispatcher up: resuming at %d (committed %d), %d queues", self.dispatched, committed,
                  len(self._published))
@@ -106,14 +110,32 @@ class Dispatcher(Child):
             if progressed:
                 self.dispatched = stats.end_offset
                 self._publish_queues()
-                self.control_block.publish_dispatched(self.dispatched, stats.last_store_timestamp)
+                self.control_block.publish_dispatched(self.dispatched, self._cq_flushed)
                 for bell in self.pull_bells:
                     bell.ring()
         now = _mono_ms()
         if now - self._last_cq_flush_ms >= self.store_config.flush_interval_consumequeue_ms:
+            covered = self.dispatched
             self.cqs.flush_all()
             self._last_cq_flush_ms = now
+            if covered > self._cq_flushed:
+                self._cq_flushed = covered
+                self.control_block.publish_dispatched(self.dispatched, self._cq_flushed)
+        self._follow_retention()
         return progressed
+
+    def _follow_retention(self) -> None:
+        """The writer deleted CommitLog files: drop the queue files that only pointed into them."""
+        assert self.control_block is not None
+        min_phys = self.control_block.min_phys_offset
+        if min_phys <= self._min_phys_seen:
+            return
+        self._min_phys_seen = min_phys
+        self.commitlog.mfq.refresh()
+        deleted = self.cqs.delete_files_below(min_phys)
+        if deleted:
+            log.info("retention: deleted %d ConsumeQueue file(s) below phys %d", len(deleted), min_phys)
+        self._publish_queues(force=True)
 
     def _publish_queues(self, *, force: bool = False) -> None:
         published = self._published

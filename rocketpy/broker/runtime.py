@@ -168,8 +168,9 @@ class BrokerSupervisor(Supervisor):
         self.control_block.reset_torn_records()
         self.control_block.publish_writer(committed_offset=cl.committed_offset, flushed_offset=cl.flushed_offset,
                                           flushed_store_ts=cl.flushed_store_timestamp,
-                                          writer_generation=self.generation)
-        self.control_block.publish_dispatched(cl.committed_offset, 0)
+                                          writer_generation=self.generation, min_phys_offset=cl.min_phys_offset)
+        # Recovery synced the ConsumeQueues up to the end of the log.
+        self.control_block.publish_dispatched(cl.committed_offset, cl.committed_offset)
 
     # --- hooks ---------------------------------------------------------------------------------
 

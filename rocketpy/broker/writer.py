@@ -17,25 +17,35 @@ idle), which halves fdatasync latency (ARCHITECTURE.md).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from rocketpy.broker.child import EXIT_OK, Child
 from rocketpy.broker.putwire import PutResponse, PutStatus, decode_put_request
 from rocketpy.config import FlushDiskType, StoreConfig
 from rocketpy.errors import DiskFullError, MessageIllegalError, ProtocolError, StoreError
-from rocketpy.ipc.control_block import ControlBlock, Role
+from rocketpy.ipc.control_block import FLAG_DISK_FULL, ControlBlock, Role
 from rocketpy.ipc.doorbell import Doorbell
 from rocketpy.ipc.ring import RingConsumer, RingProducer
 from rocketpy.store.api import PutRequest
 from rocketpy.store.commitlog import CommitLog
 from rocketpy.store.flush import AsyncFlushPolicy
+from rocketpy.store.retention import (
+    DiskGuard,
+    RetentionPolicy,
+    apply_retention,
+    disk_usage_ratio,
+    local_hour,
+)
 
 log = logging.getLogger("rocketpy.broker.writer")
 
 _I32_SIZE = 4
 WRITER_IDLE_WAIT_MS = 1000          # a doorbell wait never exceeds this (heartbeats, orphan check)
+DISK_CHECK_INTERVAL_MS = 1000       # statvfs of the store's partition for the disk-full guard
 
 
 def _now_ms() -> int:
@@ -87,6 +97,12 @@ class Writer(Child):
                                        thorough_interval_ms=store_config.flush_commitlog_thorough_interval_ms)
         self._last_flush_ms = 0
         self._last_thorough_ms = 0
+        # Retention (RocketMQ's CleanCommitLogService) runs here: the writer owns the CommitLog files.
+        self.retention = RetentionPolicy(store_config)
+        self.disk_guard = DiskGuard(store_config)
+        self.usage_ratio: Callable[[], float] = lambda: disk_usage_ratio(store_config.store_path_root_dir)
+        self._next_disk_check_ms = 0
+        self._next_retention_ms = 0
         # Responses a full response ring could not take yet, per worker.
         self._backlog: list[deque[bytes]] = []
 
@@ -98,6 +114,8 @@ class Writer(Child):
         self.response_rings = [RingProducer(b) for b in self._response_ring_bufs]
         self._backlog = [deque() for _ in self.response_rings]
         self._last_flush_ms = self._last_thorough_ms = _mono_ms()
+        self._next_retention_ms = _mono_ms() + self.store_config.clean_resource_interval_ms
+        self._check_disk()
         self._publish()
         log.info("writer up: generation %d, committed %d, flushed %d, %s", self.generation,
                  self.commitlog.committed_offset, self.commitlog.flushed_offset,
@@ -113,6 +131,7 @@ class Writer(Child):
                 log.warning("supervisor gone; writer exits")
                 break
             handled = self.turn()
+            self.housekeeping()
             if self.stopping and not handled:
                 break
             if not handled:
@@ -142,7 +161,7 @@ class Writer(Child):
         """Drain, append, answer, flush. True when any request was handled."""
         responses: list[list[bytes]] = [[] for _ in self.put_rings]
         handled = 0
-        disk_full = self.control_block.disk_full if self.control_block else False
+        disk_full = self.disk_guard.writes_refused
         now_ms = _now_ms()
         for worker, ring in enumerate(self.put_rings):
             msgs = ring.peek()
@@ -206,7 +225,8 @@ class Writer(Child):
         cl = self.commitlog
         self.control_block.publish_writer(committed_offset=cl.committed_offset, flushed_offset=cl.flushed_offset,
                                           flushed_store_ts=cl.flushed_store_timestamp,
-                                          writer_generation=self.generation)
+                                          writer_generation=self.generation, min_phys_offset=cl.min_phys_offset,
+                                          flags=FLAG_DISK_FULL if self.disk_guard.writes_refused else 0)
 
     def _respond(self, worker: int, out: list[bytes]) -> None:
         backlog = self._backlog[worker]
@@ -229,6 +249,51 @@ class Writer(Child):
                 backlog.popleft()
             if written:
                 self.worker_bells[worker].ring()
+
+    # --- disk guard and retention ------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        """The disk-full guard every second; a retention pass every cleanResourceInterval."""
+        now = _mono_ms()
+        if now >= self._next_disk_check_ms:
+            self._check_disk()
+        if now >= self._next_retention_ms:
+            self._next_retention_ms = now + self.store_config.clean_resource_interval_ms
+            self.retention_pass(_now_ms())
+
+    def _check_disk(self) -> None:
+        self._next_disk_check_ms = _mono_ms() + DISK_CHECK_INTERVAL_MS
+        before = self.disk_guard.writes_refused
+        ratio = self.usage_ratio()
+        if ratio >= 0:
+            self.disk_guard.update(ratio)
+        if self.disk_guard.writes_refused != before and self.control_block is not None:
+            self._publish()
+
+    def retention_pass(self, now_ms: int, *, force: bool = False) -> int:
+        """Delete expired CommitLog files, oldest first, never one whose queue entries are not on
+        disk yet (the dispatcher publishes how far its ConsumeQueues are flushed)."""
+        assert self.control_block is not None
+        cl = self.commitlog
+        mfq = cl.mfq
+        limit = min(self.control_block.consumequeue_flushed_offset, cl.flushed_offset)
+        listing = [(os.path.basename(mf.path), cl.io.mtime_ms(mf.path), mf.file_size) for mf in mfq.files]
+
+        def delete_file(name: str) -> bool:
+            files = mfq.files
+            if len(files) < 2 or os.path.basename(files[0].path) != name or files[0].file_end > limit:
+                return False
+            return bool(mfq.delete_first(1))
+
+        ratio = self.usage_ratio()
+        deleted = apply_retention(self.retention, self.disk_guard, files=listing, delete_file=delete_file,
+                                  now_ms=now_ms, usage_ratio=max(ratio, 0.0), local_hour=local_hour(now_ms),
+                                  force=force)
+        if deleted:
+            log.info("retention: deleted %d CommitLog file(s) (%s); min offset now %d", len(deleted),
+                     ", ".join(deleted), cl.min_phys_offset)
+        self._publish()
+        return len(deleted)
 
     def _flush(self) -> None:
         cl = self.commitlog

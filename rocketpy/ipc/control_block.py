@@ -6,9 +6,10 @@ because a seqlock allows one writer only::
 
     +0     header      magic 'RKPC', layout version, heartbeat slot count
     +64    supervisor  generation, state, writer pid, boot time (ms)
-    +128   writer      committed_offset, flushed_offset, flushed store time, writer generation
-    +192   dispatcher  dispatched_offset, logics store time
-    +256   control     flags (disk full, ...), commitlog min phys offset
+    +128   writer      committed_offset, flushed_offset, flushed store time, writer generation,
+                       CommitLog min phys offset (after retention), writer flags (disk full)
+    +192   dispatcher  dispatched_offset, ConsumeQueues flushed up to (phys offset)
+    +256   control     flags (broker not writable, ...), reserved
     +320   heartbeat slots, 64 bytes each: pid, last beat (monotonic ms), busy-since (ms, 0 = idle)
 
 Readers never read past `committed_offset` (rule 1). The x86-64 requirement
@@ -24,7 +25,7 @@ from typing import Any
 from rocketpy.ipc.seqlock import SeqlockRecord
 
 MAGIC = 0x52_4B_50_43  # 'RKPC'
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _HEADER = struct.Struct("<III")
 _GROUP_STRIDE = 64
 _SUPERVISOR_AT = 64
@@ -35,9 +36,9 @@ _SLOTS_AT = 320
 _SLOT_STRIDE = 64
 
 _SUPERVISOR_FIELDS = "qqqq"   # generation, state, writer_pid, boot_time_ms
-_WRITER_FIELDS = "qqqq"       # committed_offset, flushed_offset, flushed_store_ts, writer_generation
-_DISPATCHER_FIELDS = "qq"     # dispatched_offset, logics_store_ts
-_CONTROL_FIELDS = "qq"        # flags, min_phys_offset
+_WRITER_FIELDS = "qqqqqq"     # committed, flushed, flushed_store_ts, writer_generation, min_phys, flags
+_DISPATCHER_FIELDS = "qq"     # dispatched_offset, consumequeue_flushed_offset
+_CONTROL_FIELDS = "qq"        # flags, reserved
 _SLOT_FIELDS = "qqq"          # pid, beat_monotonic_ms, busy_since_monotonic_ms
 
 FLAG_DISK_FULL = 0x1
@@ -117,8 +118,8 @@ class ControlBlock:
 
     # --- writer ----------------------------------------------------------------
 
-    def writer_fields(self) -> tuple[int, int, int, int]:
-        """committed_offset, flushed_offset, flushed_store_ts, writer_generation."""
+    def writer_fields(self) -> tuple[int, int, int, int, int, int]:
+        """committed_offset, flushed_offset, flushed_store_ts, writer_generation, min_phys_offset, flags."""
         return self._writer.read()
 
     @property
@@ -129,14 +130,24 @@ class ControlBlock:
     def flushed_offset(self) -> int:
         return int(self._writer.read()[1])
 
+    @property
+    def min_phys_offset(self) -> int:
+        """The CommitLog's first byte still on disk (moves when retention deletes files)."""
+        return int(self._writer.read()[4])
+
+    @property
+    def disk_full(self) -> bool:
+        return bool(self._writer.read()[5] & FLAG_DISK_FULL)
+
     def publish_writer(self, *, committed_offset: int, flushed_offset: int, flushed_store_ts: int,
-                       writer_generation: int) -> None:
+                       writer_generation: int, min_phys_offset: int = 0, flags: int = 0) -> None:
         assert self.role in (Role.WRITER, Role.SUPERVISOR), f"{self.role} may not write writer fields"
         assert flushed_offset <= committed_offset, "flushed past committed"
         if self._writer_cache is not None:
             assert committed_offset >= self._writer_cache[0], "committed offset went backwards"
             assert flushed_offset >= self._writer_cache[1], "flushed offset went backwards"
-        self._writer.write(committed_offset, flushed_offset, flushed_store_ts, writer_generation)
+        self._writer.write(committed_offset, flushed_offset, flushed_store_ts, writer_generation,
+                           min_phys_offset, flags)
         self._writer_cache = [committed_offset, flushed_offset]
 
     # --- dispatcher ------------------------------------------------------------
@@ -146,25 +157,28 @@ class ControlBlock:
         return int(self._dispatcher.read()[0])
 
     def dispatcher_fields(self) -> tuple[int, int]:
+        """dispatched_offset, consumequeue_flushed_offset."""
         return self._dispatcher.read()
 
-    def publish_dispatched(self, dispatched_offset: int, logics_store_ts: int) -> None:
+    @property
+    def consumequeue_flushed_offset(self) -> int:
+        """ConsumeQueue entries of every record below this are on disk (retention's bound)."""
+        return int(self._dispatcher.read()[1])
+
+    def publish_dispatched(self, dispatched_offset: int, consumequeue_flushed_offset: int) -> None:
         assert self.role in (Role.DISPATCHER, Role.SUPERVISOR), f"{self.role} may not write dispatcher fields"
-        self._dispatcher.write(dispatched_offset, logics_store_ts)
+        assert consumequeue_flushed_offset <= dispatched_offset
+        self._dispatcher.write(dispatched_offset, consumequeue_flushed_offset)
 
     # --- control ---------------------------------------------------------------
 
     def control_fields(self) -> tuple[int, int]:
-        """flags, commitlog min phys offset."""
+        """flags, reserved."""
         return self._control.read()
 
-    @property
-    def disk_full(self) -> bool:
-        return bool(self._control.read()[0] & FLAG_DISK_FULL)
-
-    def publish_control(self, *, flags: int, min_phys_offset: int) -> None:
+    def publish_control(self, *, flags: int) -> None:
         assert self.role in (Role.CONTROL, Role.SUPERVISOR), f"{self.role} may not write control fields"
-        self._control.write(flags, min_phys_offset)
+        self._control.write(flags, 0)
 
     # --- heartbeats ------------------------------------------------------------
 

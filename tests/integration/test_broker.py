@@ -247,3 +247,28 @@ def test_broker_registers_with_every_nameserver_and_unregisters_on_stop(tmp_path
     finally:
         c.stop()
         other.stop()
+
+
+def test_retention_deletes_expired_files_while_serving(tmp_path):
+    every_hour = ";".join(f"{h:02d}" for h in range(24))
+    with cluster(tmp_path, namesrv=False, mappedFileSizeCommitLog=str(1 << 20), maxMessageSize=str(1 << 16),
+                 fileReservedTime="0", deleteWhen=every_hour, cleanResourceInterval="300",
+                 flushIntervalConsumeQueue="100") as c:
+        with connect(c) as client:
+            for i in range(100):
+                assert send(client, "OldTopic", bytes(30_000) + b"%03d" % i).code == 0
+
+            def moved():
+                r = pull(client, "OldTopic", 0, 0)
+                return r if r.code == ResponseCode.PULL_OFFSET_MOVED else None
+            r = wait_for(moved, 30, "retention to delete the oldest CommitLog files")
+            first = int(r.ext_str("nextBeginOffset"))
+            assert 0 < first < 100 and r.ext_str("minOffset") == str(first)
+            got = pull(client, "OldTopic", 0, first)
+            assert got.code == 0 and records(got)[0].body.endswith(b"%03d" % first)
+            assert send(client, "OldTopic", b"new").code == 0
+        assert "retention: deleted" in c.broker.log()
+        assert c.broker.stop() == 0
+    verify = subprocess.run([sys.executable, "-m", "rocketpy.cli.app", "store", "verify", str(c.store_dir)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -251,7 +251,9 @@ def test_runtime_info(tmp_path: Path) -> None:
     sup = ControlBlock(buf, Role.SUPERVISOR, initialize=True, slot_count=4)
     sup.publish_writer(committed_offset=5000, flushed_offset=4000, flushed_store_ts=0, writer_generation=1)
     sup.publish_dispatched(3000, 0)
-    sup.publish_control(flags=0, min_phys_offset=1024)
+    old = sup.writer_fields()
+    sup.publish_writer(committed_offset=old[0], flushed_offset=old[1], flushed_store_ts=old[2],
+                       writer_generation=old[3], min_phys_offset=1024)
     server = _server(tmp_path, control_block=ControlBlock(buf, Role.CONTROL, slot=2))
     w = _hello(server)
     table = KVTable.from_json(w.call(RequestCode.GET_BROKER_RUNTIME_INFO).body).table

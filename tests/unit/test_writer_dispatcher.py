@@ -43,9 +43,9 @@ def record(topic: str, queue_id: int, body: bytes, tags: str = "") -> bytes:
 
 
 class Rig:
-    def __init__(self, tmp_path, flush: FlushDiskType) -> None:
+    def __init__(self, tmp_path, flush: FlushDiskType, **store) -> None:
         self.config = StoreConfig(store_path_root_dir=str(tmp_path / "store"), mapped_file_size_commitlog=8192,
-                                  mapped_file_size_consumequeue=20 * 8, flush_disk_type=flush)
+                                  mapped_file_size_consumequeue=20 * 8, flush_disk_type=flush, **store)
         self.store = FileStore.open(self.config)
         self.control_buf = shared(control_block_size(4))
         self.sup = ControlBlock(self.control_buf, Role.SUPERVISOR, initialize=True, slot_count=4)
@@ -76,6 +76,12 @@ class Rig:
                                         sum(map(len, records)))
         assert self.producer.put_parts([head, *records])
         return rid
+
+    @staticmethod
+    def config_now_ms() -> int:
+        import time
+
+        return int(time.time() * 1000)
 
     def answers(self) -> dict[int, PutResponse]:
         return {r.request_id: r for r in map(PutResponse.decode, self.responses.drain())}
@@ -140,11 +146,54 @@ def test_stale_generation_illegal_and_disk_full_are_refused(rig):
     got = rig.answers()
     assert got[stale].status is PutStatus.STALE_GENERATION
     assert got[too_big].status is PutStatus.MESSAGE_ILLEGAL
-    rig.sup.publish_control(flags=FLAG_DISK_FULL, min_phys_offset=0)
+    rig.writer.usage_ratio = lambda: 0.95          # past diskSpaceWarningLevelRatio (0.90)
+    rig.writer._next_disk_check_ms = 0
+    rig.writer.housekeeping()
+    assert rig.sup.disk_full and rig.sup.writer_fields()[5] & FLAG_DISK_FULL
     full = rig.put("T", 0, [record("T", 0, b"a")])
     rig.writer.turn()
     assert rig.answers()[full].status is PutStatus.SERVICE_NOT_AVAILABLE
     assert rig.sup.committed_offset == 0      # nothing refused was written
+    rig.writer.usage_ratio = lambda: 0.80          # back below the clean ratio (0.85)
+    rig.writer._next_disk_check_ms = 0
+    rig.writer.housekeeping()
+    assert not rig.sup.disk_full
+    ok = rig.put("T", 0, [record("T", 0, b"a")])
+    rig.writer.turn()
+    assert rig.answers()[ok].status is PutStatus.PUT_OK
+
+
+def test_retention_deletes_expired_files_and_queues_follow(tmp_path):
+    rig = Rig(tmp_path, FlushDiskType.ASYNC_FLUSH, file_reserved_time_hours=0,
+              delete_when=";".join(f"{h:02d}" for h in range(24)), flush_interval_consumequeue_ms=0)
+    try:
+        for i in range(40):
+            rig.put("T", 0, [record("T", 0, bytes(900) + b"%03d" % i)])
+        while rig.writer.turn():
+            pass
+        rig.writer._flush()
+        rig.dispatcher.turn()
+        rig.dispatcher.turn()              # flushes the queues: retention may now pass them
+        files_before = len(rig.writer.commitlog.mfq.files)
+        assert files_before >= 4
+        deleted = rig.writer.retention_pass(rig.config_now_ms())
+        assert 0 < deleted < files_before, "expired files go, the newest stays"
+        min_phys = rig.sup.min_phys_offset
+        assert min_phys == rig.writer.commitlog.min_phys_offset > 0
+        rig.dispatcher.turn()
+        table = QueueTable(rig.qt_buf)
+        max_offset, min_offset, _ = table.get("T", 0)
+        assert max_offset == 40 and 0 < min_offset < 40
+        reader = StoreReader(rig.config)
+        res = reader.get_message("T", 0, 0, 32, None, committed_offset=rig.sup.committed_offset,
+                                 max_queue_offset=40)
+        assert res.status.name == "OFFSET_TOO_SMALL" and res.next_begin_offset == min_offset
+        res = reader.get_message("T", 0, min_offset, 32, None, committed_offset=rig.sup.committed_offset,
+                                 max_queue_offset=40)
+        assert decode_record(res.records[0]).body.endswith(b"%03d" % min_offset)
+        reader.close()
+    finally:
+        rig.close()
 
 
 def test_a_full_response_ring_keeps_answers_until_there_is_room(tmp_path):

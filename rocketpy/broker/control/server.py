@@ -570,9 +570,8 @@ class ControlServer:
         committed = flushed = dispatched = min_phys = boot_ms = 0
         cb = self.control_block
         if cb is not None:
-            committed, flushed, _, _ = cb.writer_fields()
+            committed, flushed, _, _, min_phys, _ = cb.writer_fields()
             dispatched = cb.dispatched_offset
-            _, min_phys = cb.control_fields()
             boot_ms = cb.supervisor_fields()[3]
         boot_ms = boot_ms or self.boot_timestamp_ms
         uptime_s = max(0, (self.clock.now_ms() - boot_ms) // 1000)

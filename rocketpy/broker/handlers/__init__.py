@@ -43,6 +43,7 @@ class WorkerContext:
         self.control_block = control_block
         self.queue_table = queue_table
         self.store_reader = store_reader
+        self._reader_min_phys = 0
         # The address clients reach this broker at: stamped into every record (store host) and
         # every offset msgId, so VIEW_MESSAGE_BY_ID and the C++ client's send-back find it.
         self.store_host = broker_ip1(broker_config)
@@ -56,6 +57,17 @@ class WorkerContext:
         self.topics_version = 0
         # Set by the worker: batches a consumer offset for control (pulls with COMMIT_OFFSET).
         self.commit_offset: Callable[[str, str, int, int], None] = _drop_offset
+
+    def reader(self) -> StoreReader:
+        """The store reader, its maps refreshed once retention has moved the CommitLog's start
+        (files deleted by the writer and dispatcher must not stay mapped here)."""
+        reader = self.store_reader
+        assert reader is not None, "a worker serving reads has a store reader"
+        min_phys = self.control_block.min_phys_offset
+        if min_phys != self._reader_min_phys:
+            reader.refresh()
+            self._reader_min_phys = min_phys
+        return reader
 
     @property
     def broker_writable(self) -> bool:

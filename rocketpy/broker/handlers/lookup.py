@@ -23,9 +23,9 @@ class LookupHandlers:
 
     def _queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
         """The reader's view of a queue, following the dispatcher's published end."""
-        reader = self.ctx.store_reader
-        if reader is None:
+        if self.ctx.store_reader is None:
             return None
+        reader = self.ctx.reader()
         cq = reader.cqs.get(topic, queue_id)
         if cq is None:
             return None

@@ -151,8 +151,7 @@ class PullHandlers:
 
     def read(self, header: PullMessageRequestHeader, tag_codes: frozenset[int] | None) -> GetResult:
         ctx = self.ctx
-        reader = ctx.store_reader
-        assert reader is not None, "a worker serving pulls has a store reader"
+        reader = ctx.reader()
         entry = ctx.queue_table.get(header.topic, header.queue_id)
         max_queue_offset = entry[0] if entry is not None else 0
         return reader.get_message(header.topic, header.queue_id, header.queue_offset, header.max_msg_nums,
