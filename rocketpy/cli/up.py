@@ -88,8 +88,10 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     env = dict(os.environ)
+    # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the broker
+    # first (so it can unregister) and the NameServer last.
     namesrv = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen",
-                                f"127.0.0.1:{namesrv_port}"], env=env)
+                                f"127.0.0.1:{namesrv_port}"], env=env, start_new_session=True)
     procs = [namesrv]
     code = 0
     try:
@@ -97,7 +99,8 @@ def up(
             typer.echo(f"rocketpy up: the NameServer did not start on 127.0.0.1:{namesrv_port} "
                        "(is the port in use? try --namesrv-port)", err=True)
             raise typer.Exit(1)
-        broker = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.broker", "-c", str(props)], env=env)
+        broker = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.broker", "-c", str(props)], env=env,
+                                  start_new_session=True)
         procs.append(broker)
         if not wait_for_port(broker_port, broker, STARTUP_TIMEOUT_S):
             typer.echo(f"rocketpy up: the broker did not start on 127.0.0.1:{broker_port} "
