@@ -1,14 +1,24 @@
 """Dispatcher — RocketMQ's ReputMessageService: the only writer of ConsumeQueue and IndexFile.
 
+IndexFile (store.indexfile, when messageIndexEnable): built in setup after the
+ConsumeQueues, fed by dispatch_range (which writes each batch's index entries
+before its queue entries), fdatasynced with the queues, and its files below the
+CommitLog's min offset deleted when retention moves it. Workers query it read-only.
+
 It follows the committed offset the writer publishes, derives each record's
 ConsumeQueue entry (and index entries), publishes every changed queue's max
 offset in the queue table, then the dispatched offset, and rings the workers'
 pull doorbells so parked long-polling pulls re-check at once.
 
 On (re)start it reopens the ConsumeQueues from disk — their tails tell how far
-an earlier dispatcher got — and resumes from the lowest point that may be
-missing; dispatching a record twice is harmless (entries already present are
-skipped).
+an earlier dispatcher got — drops tail entries that disagree with the CommitLog
+(an entry torn by a kill -9 mid-write would otherwise be kept, and never
+rewritten since re-dispatch skips entries already present), and resumes from
+the lowest point that may be missing: no higher than the end of the last entry
+kept in a queue that lost a torn tail, nor than the dispatched offset the
+previous dispatcher published (every queue entry of the records below it was
+written; above it a batch may have reached some queues and not others).
+Dispatching a record twice is harmless (entries already present are skipped).
 """
 
 from __future__ import annotations
@@ -25,8 +35,9 @@ from rocketpy.ipc.doorbell import Doorbell
 from rocketpy.ipc.queue_table import QueueTableWriter
 from rocketpy.store.commitlog import CommitLog
 from rocketpy.store.consumequeue import ConsumeQueueSet
+from rocketpy.store.indexfile import IndexService
 from rocketpy.store.io import RealFileIO
-from rocketpy.store.recovery import dispatch_range, parse_delay_levels_ms
+from rocketpy.store.recovery import consumequeue_entry_check, dispatch_range, parse_delay_levels_ms
 
 log = logging.getLogger("rocketpy.broker.dispatcher")
 
@@ -53,6 +64,7 @@ class Dispatcher(Child):
         self._last_cq_flush_ms = 0
         self._cq_flushed = 0          # every queue entry of records below this is on disk
         self._min_phys_seen = 0
+        self.index: IndexService | None = None
 
     def setup(self) -> None:
         cfg = self.store_config
@@ -65,10 +77,25 @@ class Dispatcher(Child):
         self.commitlog.load()
         self.cqs = ConsumeQueueSet(io, os.path.join(root, "consumequeue"), cfg.mapped_file_size_consumequeue)
         self.cqs.load()
+        if cfg.message_index_enable:
+            # Index files are derived data. Re-dispatch skips records below the index's end, and
+            # dispatch_range writes a batch's index entries before its queue entries, so resuming
+            # where the queues end never skips keys; slots a killed dispatcher left pointing past
+            # a file's indexCount are repaired on the first put.
+            self.index = IndexService(os.path.join(root, "index"), slot_count=cfg.max_hash_slot_num,
+                                      entry_count=cfg.max_index_num, io=io)
+            self.index.load()
         self.delay_levels_ms = parse_delay_levels_ms(cfg.message_delay_level)
-        # Resume where the queues end; never past what the writer committed.
         committed = self.control_block.committed_offset
-        resume = min(self.cqs.max_phys_covered(), committed)
+        # A dispatcher killed mid-write may have left a torn entry at a queue's tail: drop it.
+        torn, rebuild_from = self.cqs.validate_tails(consumequeue_entry_check(self.commitlog, committed))
+        # Resume where the queues end; never past what the writer committed, nor past what the
+        # previous dispatcher published, nor past the last entry kept in a queue that lost a tail.
+        resume = min(self.cqs.max_phys_covered(), committed, self.control_block.dispatched_offset)
+        if rebuild_from is not None:
+            resume = min(resume, rebuild_from)
+            log.warning("dropped %d torn ConsumeQueue tail entr%s; dispatching again from phys %d",
+                        torn, "y" if torn == 1 else "ies", max(resume, self.commitlog.min_phys_offset))
         self.dispatched = max(resume, self.commitlog.min_phys_offset)
         self._min_phys_seen = self.commitlog.min_phys_offset
         self._publish_queues(force=True)
@@ -93,6 +120,9 @@ class Dispatcher(Child):
             if not progressed:
                 self.bell.wait(DISPATCH_IDLE_WAIT_MS / 1000)
         self.cqs.flush_all()
+        if self.index is not None:
+            self.index.flush()
+            self.index.close()
         log.info("dispatcher stopped at %d", self.dispatched)
         return EXIT_OK
 
@@ -104,7 +134,7 @@ class Dispatcher(Child):
             files = self.commitlog.mfq.files
             if not files or files[-1].file_end < committed:
                 self.commitlog.mfq.refresh()      # the writer rolled to a file we have not mapped
-            stats = dispatch_range(self.commitlog, self.cqs, None, self.dispatched, committed,
+            stats = dispatch_range(self.commitlog, self.cqs, self.index, self.dispatched, committed,
                                    delay_levels_ms=self.delay_levels_ms)
             progressed = stats.end_offset > self.dispatched
             if progressed:
@@ -117,6 +147,8 @@ class Dispatcher(Child):
         if now - self._last_cq_flush_ms >= self.store_config.flush_interval_consumequeue_ms:
             covered = self.dispatched
             self.cqs.flush_all()
+            if self.index is not None:
+                self.index.flush()
             self._last_cq_flush_ms = now
             if covered > self._cq_flushed:
                 self._cq_flushed = covered
@@ -135,6 +167,10 @@ class Dispatcher(Child):
         deleted = self.cqs.delete_files_below(min_phys)
         if deleted:
             log.info("retention: deleted %d ConsumeQueue file(s) below phys %d", len(deleted), min_phys)
+        if self.index is not None:
+            gone = self.index.delete_files_below(min_phys)
+            if gone:
+                log.info("retention: deleted %d index file(s) below phys %d", len(gone), min_phys)
         self._publish_queues(force=True)
 
     def _publish_queues(self, *, force: bool = False) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -103,6 +104,9 @@ class Writer(Child):
         self.usage_ratio: Callable[[], float] = lambda: disk_usage_ratio(store_config.store_path_root_dir)
         self._next_disk_check_ms = 0
         self._next_retention_ms = 0
+        # Zero-filling the next CommitLog file (1 GiB by default) runs in this thread: pwrite and
+        # fdatasync release the GIL, so appends go on meanwhile (ARCHITECTURE.md: warm mapped file).
+        self._warm_thread: threading.Thread | None = None
         # Responses a full response ring could not take yet, per worker.
         self._backlog: list[deque[bytes]] = []
 
@@ -134,17 +138,14 @@ class Writer(Child):
             self.housekeeping()
             if self.stopping and not handled:
                 break
+            self._maybe_warm()
             if not handled:
-                if self.commitlog.needs_next_file:
-                    # Warm the next file a bounded step at a time, between turns.
-                    self.beat(busy_since_ms=_mono_ms())
-                    self.commitlog.prepare_next_file_step()
-                    self.beat(force=True)
-                    continue
                 self.writer_bell.wait(self._idle_wait_s())
         self.turn()
         self._flush()
         self._deliver_backlog()
+        if self._warm_thread is not None:
+            self._warm_thread.join()
         log.info("writer stopped: committed %d, flushed %d", self.commitlog.committed_offset,
                  self.commitlog.flushed_offset)
         return EXIT_OK
@@ -249,6 +250,27 @@ class Writer(Child):
                 backlog.popleft()
             if written:
                 self.worker_bells[worker].ring()
+
+    # --- warming the next file -------------------------------------------------------------
+
+    def _maybe_warm(self) -> None:
+        thread = self._warm_thread
+        if thread is not None:
+            if thread.is_alive():
+                return
+            thread.join()
+            self._warm_thread = None
+        if self.commitlog.needs_next_file and not self.stopping:
+            self._warm_thread = threading.Thread(target=self._warm, name="commitlog-warmer", daemon=True)
+            self._warm_thread.start()
+
+    def _warm(self) -> None:
+        try:
+            while not self.stopping and not self.commitlog.prepare_next_file_step():
+                pass
+        except StoreError as exc:
+            # Not fatal: the append path creates the file itself when it gets there.
+            log.error("warming the next CommitLog file failed: %s", exc)
 
     # --- disk guard and retention ------------------------------------------------------------
 

@@ -503,7 +503,17 @@ class CommitLog:
                 return None
         size, magic = _SIZE_MAGIC.unpack_from(head, 0)
         if magic != MESSAGE_MAGIC or size < RECORD_FIXED_SIZE_V4:
-            return None
+            if self.writable or not 0 <= phys_offset < lim:
+                return None
+            # A reader asked for a committed record and sees no record: its map may be of a file
+            # recovery deleted (and the new writer created again); look at the directory again.
+            self.mfq.refresh()
+            head = self.mfq.read(phys_offset, 8, lim)
+            if head is None:
+                return None
+            size, magic = _SIZE_MAGIC.unpack_from(head, 0)
+            if magic != MESSAGE_MAGIC or size < RECORD_FIXED_SIZE_V4:
+                return None
         return self.mfq.read(phys_offset, size, lim)
 
     def store_timestamp_at(self, phys_offset: int, limit: int | None = None) -> int | None:

@@ -34,6 +34,13 @@ ENTRY_SIZE = limits.CONSUMEQUEUE_ENTRY_SIZE
 assert ENTRY.size == ENTRY_SIZE
 BLANK_ENTRY_SIZE_FIELD = 0x7FFFFFFF
 BLANK_ENTRY = ENTRY.pack(0, BLANK_ENTRY_SIZE_FIELD, 0)
+# How far back from a queue's end tail validation looks for the last entry that agrees with the
+# CommitLog: a crash tears at most the last pwrite of a queue, which is one dispatch batch.
+TAIL_CHECK_ENTRIES_MAX = 64
+
+# (topic, queue id, queue offset, phys offset, size, tags code) -> True when the entry agrees with
+# the CommitLog record it points at (store.recovery.consumequeue_entry_check builds one).
+EntryCheck = Callable[[str, int, int, int, int, int], bool]
 
 
 def is_blank_entry(phys_offset: int, size: int) -> bool:
@@ -246,7 +253,18 @@ class ConsumeQueue:
         assert self.writable and not self.pending
         if not self.mfq.files or self.max_offset == 0:
             return 0
-        new_end = self._bisect_phys(phys_end, blanks_low=True)
+        return self.truncate_to_offset(self._bisect_phys(phys_end, blanks_low=True))
+
+    def truncate_to_offset(self, queue_offset: int) -> int:
+        """Drop the entries at and after queue_offset (zeroed on disk, synced); returns how many.
+
+        Only the owner of a writable queue calls this (recovery, the dispatcher's setup).
+        max_phys becomes the end of the last kept entry's record (0 if that entry is blank).
+        """
+        assert self.writable and not self.pending
+        if not self.mfq.files:
+            return 0
+        new_end = max(queue_offset, self._first_offset())
         removed = self.max_offset - new_end
         if removed <= 0:
             return 0
@@ -255,6 +273,52 @@ class ConsumeQueue:
         self.min_offset = min(self.min_offset, new_end)
         last = self._read_entry(new_end - 1) if new_end > self._first_offset() else None
         self.max_phys = last[0] + last[1] if last is not None and not is_blank_entry(last[0], last[1]) else 0
+        return removed
+
+    def validate_tail(self, check: EntryCheck, max_entries: int = TAIL_CHECK_ENTRIES_MAX) -> int:
+        """Drop tail entries that disagree with the CommitLog (a torn write); returns how many.
+
+        `load` keeps every entry with phys >= 0 and size > 0, so an entry torn mid-write (a
+        crash, a kill -9 of the dispatcher) can survive with a wrong size, phys or tags code.
+        Walks back from the end, at most max_entries, while an entry is invalid: it points
+        below the end of the real entry before it (entries follow CommitLog order) or `check`
+        rejects it. A blank entry ends the walk (it points at nothing). The caller must then
+        dispatch again from `max_phys` (the end of the last entry kept) at the latest.
+        """
+        assert self.writable and not self.pending
+        if not self.mfq.files:
+            return 0
+        end = self.max_offset
+        first = self._first_offset()
+        floor = max(first, end - max_entries)
+        new_end = end
+        while new_end > floor:
+            n = new_end - 1
+            entry = self._read_entry(n)
+            assert entry is not None
+            phys, size, tags = entry
+            if is_blank_entry(phys, size):
+                break
+            prev = self._read_entry(n - 1) if n > first else None
+            out_of_order = prev is not None and not is_blank_entry(prev[0], prev[1]) \
+                and phys < prev[0] + prev[1]
+            if not out_of_order and check(self.topic, self.queue_id, n, phys, size, tags):
+                break
+            new_end = n
+        if new_end == end:
+            return 0
+        removed = self.truncate_to_offset(new_end)
+        if new_end == floor and floor > first:
+            # The entry now last was not checked: its end need not be a record boundary, so
+            # dispatch must start from the CommitLog's first file (max_phys 0) to rebuild.
+            log.error("consume queue %s-%d: the last %d entries all disagree with the CommitLog; "
+                      "dropped them, earlier entries are kept unchecked", self.topic, self.queue_id,
+                      removed)
+            self.max_phys = 0
+        log.warning("consume queue %s-%d: %d tail entr%s from offset %d disagree%s with the CommitLog "
+                    "(torn write); dropped, to be dispatched again from phys %d", self.topic,
+                    self.queue_id, removed, "y" if removed == 1 else "ies", new_end,
+                    "s" if removed == 1 else "", self.max_phys)
         return removed
 
     def correct_min_offset(self, commitlog_min_phys: int) -> int:
@@ -398,6 +462,22 @@ class ConsumeQueueSet:
 
     def truncate_phys_at(self, phys_end: int) -> int:
         return sum(cq.truncate_phys_at(phys_end) for cq in self._queues.values())
+
+    def validate_tails(self, check: EntryCheck) -> tuple[int, int | None]:
+        """Drop every queue's torn tail entries (ConsumeQueue.validate_tail).
+
+        Returns (entries dropped, lowest phys offset dispatch must resume from to rebuild them:
+        the min over the queues that dropped entries of the end of their last kept entry, or
+        None when nothing was dropped). Resuming lower is harmless: present entries are skipped.
+        """
+        dropped = 0
+        resume: int | None = None
+        for cq in self._queues.values():
+            n = cq.validate_tail(check)
+            if n:
+                dropped += n
+                resume = cq.max_phys if resume is None else min(resume, cq.max_phys)
+        return dropped, resume
 
     def correct_min_offsets(self, commitlog_min_phys: int) -> None:
         for cq in self._queues.values():

@@ -427,6 +427,11 @@ class StoreReader:
         self.cqs = ConsumeQueueSet(self.io, os.path.join(root, CONSUMEQUEUE_DIR),
                                    config.mapped_file_size_consumequeue, writable=False)
         self._memory_window = memory_window_bytes()
+        # The dispatcher's index files, opened read-only on the first query.
+        self.index: IndexService | None = None
+        if config.message_index_enable:
+            self.index = IndexService(os.path.join(root, INDEX_DIR), slot_count=config.max_hash_slot_num,
+                                      entry_count=config.max_index_num, io=self.io, read_only=True)
 
     def get_message(self, topic: str, queue_id: int, queue_offset: int, max_msg_nums: int,
                     tag_codes: frozenset[int] | None, *, committed_offset: int, max_queue_offset: int
@@ -444,6 +449,23 @@ class StoreReader:
     def read_record(self, phys_offset: int, committed_offset: int) -> memoryview | None:
         return self.commitlog.read_record(phys_offset, committed_offset)
 
+    def query_by_key(self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int, *,
+                     committed_offset: int | None = None) -> list[int]:
+        """Phys offsets the index holds for topic#key with store time in [begin_ms, end_ms], sorted:
+        at most min(max_num, 64), from the newest index files, all in [CommitLog min offset,
+        committed_offset). Hash collisions are possible: the client re-checks keys."""
+        index = self.index
+        if index is None:
+            return []
+        index.refresh()                      # files the dispatcher created or retention deleted
+        low = self.commitlog.min_phys_offset
+        high = committed_offset if committed_offset is not None else 1 << 63
+        return sorted(p for p in index.query(topic, key, max_num, begin_ms, end_ms) if low <= p < high)
+
+    def index_last_update(self) -> tuple[int, int]:
+        """(endTimestamp, endPhyOffset) of the newest index file (QUERY_MESSAGE's header)."""
+        return self.index.last_update() if self.index is not None else (0, 0)
+
     def refresh(self) -> None:
         """Drop maps of files the writer deleted (retention) and see new ones."""
         self.commitlog.mfq.refresh()
@@ -453,3 +475,5 @@ class StoreReader:
     def close(self) -> None:
         self.commitlog.close()
         self.cqs.close()
+        if self.index is not None:
+            self.index.close()

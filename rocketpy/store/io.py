@@ -67,6 +67,9 @@ class FileIO(Protocol):
 
     def mtime_ms(self, path: str) -> int: ...
 
+    def same_file(self, fd: int, path: str) -> bool:
+        """True when fd is still the file at path (not one deleted and created again)."""
+
     def mmap_readonly(self, fd: int, size: int) -> mmap.mmap: ...
 
 
@@ -154,6 +157,14 @@ class RealFileIO:
 
     def mtime_ms(self, path: str) -> int:
         return os.stat(path).st_mtime_ns // 1_000_000
+
+    def same_file(self, fd: int, path: str) -> bool:
+        try:
+            at_path = os.stat(path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
     def mmap_readonly(self, fd: int, size: int) -> mmap.mmap:
         return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import threading
 
 from rocketpy.errors import CorruptStoreError, StoreError
 from rocketpy.store.io import FileIO, write_all, zero_fill
@@ -187,6 +188,9 @@ class MappedFileQueue:
         self.files: list[MappedFile] = []
         # The next file being zero-filled a step at a time: (fd, file_start, bytes filled).
         self._warming: tuple[int, int, int] | None = None
+        # Warm-up may run in a background thread of the writer: it and the append path
+        # (file_for_write) take this lock, so a file is never created twice.
+        self._warm_lock = threading.Lock()
 
     # --- loading ------------------------------------------------------------------
 
@@ -229,7 +233,12 @@ class MappedFileQueue:
         return MappedFile.open_existing(self.io, path, start, self.file_size, writable=self.writable)
 
     def refresh(self) -> None:
-        """Reader mode: follow files created or deleted by the writer since the last look."""
+        """Reader mode: follow files created or deleted by the writer since the last look.
+
+        A file deleted and created again under the same name (recovery after a writer crash
+        deletes files past the recovered end, among them a warmed next file a reader may have
+        mapped; the new writer then creates it again) is mapped again: the old map would show
+        the deleted file's bytes forever."""
         if not self.io.exists(self.dir_path):
             for mf in self.files:
                 mf.close()
@@ -242,7 +251,7 @@ class MappedFileQueue:
                 names.add(start)
         keep: list[MappedFile] = []
         for mf in self.files:
-            if mf.file_start in names:
+            if mf.file_start in names and self.io.same_file(mf.fd, mf.path):
                 keep.append(mf)
             else:
                 mf.close()
@@ -301,6 +310,13 @@ class MappedFileQueue:
         mf = self.find(phys)
         if mf is not None:
             return mf
+        with self._warm_lock:
+            return self._file_for_write_locked(phys)
+
+    def _file_for_write_locked(self, phys: int) -> MappedFile:
+        mf = self.find(phys)
+        if mf is not None:
+            return mf
         start = self.file_start_of(phys)
         if self.files and start != self.files[-1].file_end:
             raise StoreError(
@@ -308,7 +324,7 @@ class MappedFileQueue:
                 f"(files end at {self.max_file_end})")
         if self._warming is not None and self._warming[1] == start:
             # The hot path caught up with the warm-up: finish it now.
-            while not self.warm_next_file_step(self.files[-1].file_start if self.files else 0, self.file_size):
+            while not self._warm_step_locked(self.files[-1].file_start if self.files else 0, self.file_size):
                 pass
             mf = self.find(phys)
             assert mf is not None
@@ -327,6 +343,10 @@ class MappedFileQueue:
         Returns True when the next file exists.
         """
         assert self.writable and step_bytes > 0
+        with self._warm_lock:
+            return self._warm_step_locked(write_pos, step_bytes)
+
+    def _warm_step_locked(self, write_pos: int, step_bytes: int) -> bool:
         if not self.files:
             return False
         cur = self.find(write_pos)

@@ -12,9 +12,14 @@ truncates store files. Order:
 3. cut at the first invalid record: later files deleted, the tail of the last
    file zeroed. A corrupt record in the middle ends the log there too, as in
    RocketMQ, and the report says how much valid-looking data went with it;
-4. drop ConsumeQueue (and index) entries pointing at or after the new end;
+4. drop ConsumeQueue (and index) entries pointing at or after the new end,
+   then each queue's tail entries that disagree with the record they point at
+   (a CQ write torn mid-entry keeps phys >= 0 and size > 0 but a wrong size,
+   phys or tags code; see consumequeue_entry_check);
 5. re-dispatch: abnormal - every record from the scan start (entries already
    present are skipped); normal - from the highest offset any queue covers;
+   either way no higher than the end of the last entry kept in a queue whose
+   torn tail was dropped, so the dropped entries are rebuilt;
 6. rebuild the topic-queue offset table from the ConsumeQueues' max offsets
    and correct each queue's min offset against the CommitLog's first file.
 
@@ -30,6 +35,7 @@ from typing import Protocol
 
 from rocketpy import limits
 from rocketpy.protocol.message import (
+    RECORD_FIXED_SIZE_V4,
     TRANSACTION_ROLLBACK,
     java_string_hash,
     transaction_type,
@@ -42,10 +48,11 @@ from rocketpy.store.commitlog import (
     End,
     Record,
     TornTail,
+    check_record,
     dispatch_fields,
     parse_fields,
 )
-from rocketpy.store.consumequeue import ConsumeQueue, ConsumeQueueSet
+from rocketpy.store.consumequeue import ConsumeQueue, ConsumeQueueSet, EntryCheck
 
 log = logging.getLogger("rocketpy.store")
 
@@ -68,6 +75,9 @@ class IndexSink(Protocol):
 
     def truncate_after(self, phys_offset: int) -> None:
         """Forget entries pointing at or after phys_offset."""
+
+    def flush_batch(self) -> None:
+        """Write the entries added since the last call (IndexService.flush_batch)."""
 
 
 def get_property(props: bytes, key_with_sep: bytes) -> bytes | None:
@@ -177,8 +187,48 @@ def dispatch_range(commitlog: CommitLog, cqs: ConsumeQueueSet, index: IndexSink 
             if not isinstance(item, End):
                 log.error("dispatch stopped at phys %d: %s", item.phys_offset, item.reason)
             break
+    if index is not None:
+        # Before the queues: once a queue entry is in a file, so are the record's index entries
+        # (a dispatcher killed in between resumes at the queues' end and never misses keys).
+        index.flush_batch()
     cqs.commit_all()
     return stats
+
+
+def consumequeue_entry_check(commitlog: CommitLog, limit: int) -> EntryCheck:
+    """A check that a ConsumeQueue entry agrees with the CommitLog record it points at.
+
+    Valid: phys is the start of a record wholly below limit (its PHYSICALOFFSET field says
+    so and its lengths agree), the record's TOTALSIZE is the entry's size, the record gets a
+    queue entry (NOT/COMMIT) of this topic, queue id and queue offset, and - except for
+    SCHEDULE_TOPIC_XXXX, whose tags code is a delivery time - the tags code is the hash of
+    its TAGS. An entry below the CommitLog's first file cannot be checked (retention deleted
+    the record) and counts as valid. Used on queues' tails only (ConsumeQueue.validate_tail).
+    """
+    caches = _CACHES
+
+    def check(topic: str, queue_id: int, queue_offset: int, phys: int, size: int, tags_code: int) -> bool:
+        if phys < commitlog.min_phys_offset:
+            return phys >= 0
+        if size < RECORD_FIXED_SIZE_V4 or phys + size > limit:
+            return False
+        data = commitlog.read_record(phys, limit)
+        if data is None or len(data) != size:
+            return False
+        if check_record(data, 0, size, phys, check_crc=False) is not None:
+            return False
+        _size, rec_qid, rec_qoff, sys_flag, _ts, raw_topic, props = dispatch_fields(data, 0)
+        if sys_flag & 0x4 or rec_qid != queue_id or rec_qoff != queue_offset:
+            return False
+        if caches.topic(raw_topic) != topic:
+            return False
+        if topic != SCHEDULE_TOPIC:
+            raw = get_property(props, _TAGS_KEY)
+            if tags_code != (caches.tags_code(raw) if raw else 0):
+                return False
+        return True
+
+    return check
 
 
 def choose_abnormal_start(commitlog: CommitLog, checkpoint_min_ms: int | None) -> int:
@@ -260,6 +310,11 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
     cq_truncated = cqs.truncate_phys_at(end)
     if cq_truncated:
         reasons.append(f"consume queues: {cq_truncated} entries pointing at or past phys {end} dropped")
+    cq_torn, rebuild_from = cqs.validate_tails(consumequeue_entry_check(commitlog, end))
+    if rebuild_from is not None:
+        rebuild_from = max(rebuild_from, commitlog.min_phys_offset)
+        reasons.append(f"consume queues: {cq_torn} tail entries disagreeing with their CommitLog record "
+                       f"(torn writes) dropped; dispatched again from phys {rebuild_from}")
     if index is not None:
         index.truncate_after(end)
 
@@ -267,6 +322,8 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
         dispatch_from = scan_start
     else:
         dispatch_from = max(min(cqs.max_phys_covered(), end), commitlog.min_phys_offset)
+    if rebuild_from is not None:
+        dispatch_from = min(dispatch_from, rebuild_from)
     if index is not None:
         dispatch_from = min(dispatch_from, max(index.max_phys_offset, commitlog.min_phys_offset))
     stats = dispatch_range(commitlog, cqs, index, dispatch_from, end, delay_levels_ms=delay_levels_ms)
@@ -284,7 +341,7 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
     report = RecoveryReport(
         abnormal=abnormal, commitlog_end=end, truncated_bytes=removed,
         deleted_files=tuple(deleted), reasons=tuple(reasons),
-        consumequeue_entries_truncated=cq_truncated + cq_dropped,
+        consumequeue_entries_truncated=cq_truncated + cq_dropped + cq_torn,
         consumequeue_entries_rebuilt=stats.consumequeue_entries,
         index_entries_rebuilt=stats.index_entries)
     for line in reasons:

@@ -206,8 +206,6 @@ StoreModel.TestCase.settings = settings(
 test_store_model = StoreModel.TestCase
 
 
-@pytest.mark.xfail(strict=True, reason="file engine: ConsumeQueue recovery trusts a torn last entry "
-                   "(phys >= 0 and size > 0) without checking it against the CommitLog record")
 def test_regression_torn_consumequeue_entry(tmp_path: Any) -> None:
     """Found by StoreModel: the last pwrite is a ConsumeQueue entry, torn after 11 bytes."""
     state = StoreModel()

@@ -8,12 +8,13 @@ import struct
 import pytest
 
 from rocketpy.clock import FakeClock
-from rocketpy.protocol.message import TRANSACTION_ROLLBACK, index_key_hash
+from rocketpy.protocol.message import TRANSACTION_ROLLBACK, index_key_hash, java_string_hash
 from rocketpy.store.indexfile import (
     ENTRY,
     HEADER_SIZE,
     IndexFile,
     IndexService,
+    KeyHasher,
     index_file_name,
     index_file_name_ms,
     index_file_size,
@@ -196,3 +197,209 @@ def test_query_cap(tmp_path: os.PathLike[str], max_num: int) -> None:
     for i in range(100):
         svc.put_keys("T", "a", None, i, T0)
     assert len(svc.query("T", "a", max_num, 0, FAR)) == min(max_num, 64)
+
+
+# --- batched writes, fast hashing, read-only readers ---------------------------------------------
+
+class RecordingIO(RealFileIO):
+    """RealFileIO that logs every pwrite as (path, pos, length)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: dict[int, str] = {}
+        self.writes: list[tuple[str, int, int]] = []
+
+    def open(self, path: str, *, create: bool = False, size: int | None = None, writable: bool = True) -> int:
+        fd = super().open(path, create=create, size=size, writable=writable)
+        self.paths[fd] = path
+        return fd
+
+    def pwrite(self, fd: int, data, pos: int) -> int:  # type: ignore[no-untyped-def]
+        self.writes.append((self.paths.get(fd, "?"), pos, len(data)))
+        return super().pwrite(fd, data, pos)
+
+
+def test_key_hasher_matches_java_string_hash() -> None:
+    hasher = KeyHasher()
+    keys = ["", "a", "ab", "abc", "order-12345", "7F0000010F2A18B4AAC2000000012345",
+            "7F0000010F2A18B4AAC2000000012346", "x" * 17, "y" * 300, "Ünïcode-kéy", "日本語キー" * 5,
+            "\ud800lone", "emoji-\U0001F600-key-long-enough", "polygenelubricants"]
+    for topic in ("T", "BenchTopic", "%RETRY%group", "Töpic"):
+        for key in keys:
+            assert hasher(topic, key) == index_key_hash(f"{topic}#{key}"), (topic, key)
+
+
+def key_with_java_hash(topic: str, target: int, n: int = 8) -> str:
+    """An n-char key of '0'..'N' with String.hashCode(topic + "#" + key) == target (mod 2^32)."""
+    prefix = java_string_hash(topic + "#") & 0xFFFFFFFF
+    want = (target - prefix * 31 ** n) % (1 << 32)
+    low = 48 * (31 ** n - 1) // 30                     # every char '0'
+    value = want + -(-(low - want) // (1 << 32)) * (1 << 32)
+    digits = value - low
+    assert 0 <= digits < 31 ** n
+    chars = []
+    for _ in range(n):
+        digits, d = divmod(digits, 31)
+        chars.append(chr(48 + d))
+    return "".join(reversed(chars))
+
+
+@pytest.mark.parametrize("n", [8, 20])                  # short keys and the cached-head path
+def test_key_hasher_integer_min_value_maps_to_zero(n: int) -> None:
+    key = key_with_java_hash("T", 0x80000000, n)
+    assert index_key_hash("T#" + key) == 0              # Java: Math.abs(MIN_VALUE) < 0 -> 0
+    assert KeyHasher()("T", key) == 0
+    near = key_with_java_hash("T", 0x80000001, n)       # -MAX_VALUE -> MAX_VALUE
+    assert KeyHasher()("T", near) == index_key_hash("T#" + near) == 0x7FFFFFFF
+
+
+def test_batch_reaches_the_file_only_on_flush_batch_and_matches_put_by_put(tmp_path: os.PathLike[str]) -> None:
+    clock = FakeClock(T0)
+    batched = IndexService(os.path.join(tmp_path, "a"), slot_count=8, entry_count=64, clock=clock)
+    single = IndexService(os.path.join(tmp_path, "b"), slot_count=8, entry_count=64, clock=clock)
+    batched.load()
+    single.load()
+    for i in range(20):
+        for svc in (batched, single):
+            svc.add("T", [f"k{i % 3}", "all"], f"U{i}", i * 100, T0 + i * 1500)
+        single.flush_batch()
+    f = batched.files[0]
+    with open(f.path, "rb") as fh:
+        on_disk = fh.read()
+    assert on_disk[:HEADER_SIZE] == bytes(36) + b"\x00\x00\x00\x01"     # nothing written yet
+    assert sorted(batched.query("T", "k1", 64, 0, FAR)) == [100, 400, 700, 1000, 1300, 1600, 1900]
+    batched.flush_batch()
+    with open(f.path, "rb") as a, open(single.files[0].path, "rb") as b:
+        assert a.read() == b.read()
+    batched.flush_batch()                               # nothing new: no write at all
+    batched.close()
+    single.close()
+
+
+def test_flush_batch_order_entries_then_slots_then_header(tmp_path: os.PathLike[str]) -> None:
+    io = RecordingIO()
+    svc = IndexService(os.path.join(tmp_path, "index"), slot_count=4096, entry_count=1000,
+                       clock=FakeClock(T0), io=io)
+    svc.load()
+    svc.add("T", ["warm"], None, 0, T0)
+    svc.flush_batch()
+    io.writes.clear()
+    for i in range(1, 200):
+        svc.add("T", [f"key-{i}"], f"UNIQ{i:028d}", i * 100, T0 + i)
+    svc.flush_batch()
+    entries_pos = HEADER_SIZE + 4096 * 4
+    kinds = ["entries" if pos >= entries_pos else "header" if pos == 0 else "slots" for _, pos, _ in io.writes]
+    assert kinds[0] == "entries" and kinds[-1] == "header"
+    assert set(kinds[1:-1]) == {"slots"}
+    assert io.writes[0][2] == 398 * ENTRY.size                # one pwrite for the whole batch
+    assert len(kinds) - 2 < 398                               # nearby slots coalesced
+    assert svc.query("T", "key-150", 64, 0, FAR) == [15000]
+    svc.close()
+
+
+def test_roll_writes_the_full_file_before_the_next(tmp_path: os.PathLike[str]) -> None:
+    io = RecordingIO()
+    svc = IndexService(os.path.join(tmp_path, "index"), slot_count=4, entry_count=4, clock=FakeClock(T0), io=io)
+    svc.load()
+    for i in range(5):                                 # 3 entries per file: the 4th record rolls
+        svc.add("T", [f"k{i}"], None, i * 100, T0 + i)
+    first = svc.files[0]
+    with open(first.path, "rb") as fh:
+        header = fh.read(HEADER_SIZE)
+    assert struct.unpack(">qqqqii", header)[5] == 4           # complete before the roll
+    assert sorted(svc.query("T", "k4", 64, 0, FAR)) == [400]
+    svc.close()
+
+
+def test_reader_sees_flushed_batches_new_files_and_deletions(tmp_path: os.PathLike[str]) -> None:
+    d = os.path.join(tmp_path, "index")
+    reader = IndexService(d, slot_count=4, entry_count=4, read_only=True)
+    reader.load()                                      # no directory yet: empty, nothing created
+    assert reader.files == [] and not os.path.exists(d)
+    writer = service(tmp_path, FakeClock(T0), slots=4, entries=4)
+    writer.add("T", ["a"], None, 0, T0)
+    reader.refresh()
+    assert reader.query("T", "a", 64, 0, FAR) == []            # not flushed: not visible
+    writer.flush_batch()
+    assert reader.query("T", "a", 64, 0, FAR) == [0]           # header re-read per query
+    for i in range(1, 8):
+        writer.add("T", ["a"], None, i * 100, T0 + i * 1000)
+    writer.flush_batch()
+    assert len(reader.query("T", "a", 64, 0, FAR)) == 3        # its 3 entries; new files unseen
+    reader.refresh()
+    assert sorted(reader.query("T", "a", 64, 0, FAR)) == [i * 100 for i in range(8)]
+    assert reader.last_update() == (T0 + 7000, 700)
+    assert len(writer.delete_files_below(600)) == 2
+    reader.refresh()
+    assert sorted(reader.query("T", "a", 64, 0, FAR)) == [600, 700]
+    with pytest.raises(PermissionError):
+        reader.delete_files_below(1 << 40)
+    with pytest.raises(PermissionError):
+        reader.truncate_after(0)
+    reader.close()
+    writer.close()
+
+
+def test_reader_never_deletes_a_file_it_cannot_use(tmp_path: os.PathLike[str]) -> None:
+    d = os.path.join(tmp_path, "index")
+    os.makedirs(d)
+    bad = os.path.join(d, "20231114221320000")
+    with open(bad, "wb") as fh:
+        fh.write(b"\0" * 10)                           # e.g. a file the writer has just created
+    reader = IndexService(d, slot_count=4, entry_count=8, read_only=True)
+    assert reader.load() == [] and reader.files == []
+    assert os.path.exists(bad)
+
+
+def test_reader_follows_slots_written_before_the_header(tmp_path: os.PathLike[str]) -> None:
+    writer = service(tmp_path, FakeClock(T0), slots=4, entries=16)
+    writer.add("T", ["a"], None, 0, T0)
+    writer.flush_batch()
+    f = writer.files[-1]
+    writer.add("T", ["a"], None, 100, T0 + 1000)
+    f._write_header = lambda: None                     # type: ignore[method-assign]  # dies before the header
+    f.flush_batch()
+    reader = IndexService(os.path.join(tmp_path, "index"), slot_count=4, entry_count=16, read_only=True)
+    reader.load()
+    assert sorted(reader.query("T", "a", 64, 0, FAR)) == [0, 100]
+    reader.close()
+
+
+def test_writer_killed_mid_batch_repairs_slots_on_reopen(tmp_path: os.PathLike[str]) -> None:
+    clock = FakeClock(T0)
+    svc = service(tmp_path, clock, slots=2, entries=32)
+    for i in range(4):
+        svc.add("T", [f"k{i % 3}"], None, i * 100, T0 + i * 1000)
+    svc.flush_batch()                                   # committed: entries 1..4
+    f = svc.files[-1]
+    for i in range(4, 8):
+        svc.add("T", [f"k{i % 3}"], None, i * 100, T0 + i * 1000)
+    f._write_header = lambda: None                     # type: ignore[method-assign]  # killed before the header
+    f.flush_batch()
+    os.close(f._fd)                                    # the process is gone; nothing else is written
+    f._fd = -1
+    again = service(tmp_path, clock, slots=2, entries=32)
+    assert again.max_phys_offset == 300                 # what the header says was indexed
+    for i in range(4, 8):                               # re-dispatch of the records past it
+        again.add("T", [f"k{i % 3}"], None, i * 100, T0 + i * 1000)
+    again.flush_batch()
+    assert sorted(again.query("T", "k0", 64, 0, FAR)) == [0, 300, 600]
+    assert sorted(again.query("T", "k1", 64, 0, FAR)) == [100, 400, 700]
+    assert sorted(again.query("T", "k2", 64, 0, FAR)) == [200, 500]
+    assert again.files[-1].index_count == 9
+    again.close()
+
+
+def test_key_hasher_property() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    hasher = KeyHasher()
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(min_size=1, max_size=12), st.one_of(st.text(max_size=60),
+                                                      st.text(alphabet="0123456789ABCDEF", max_size=40)))
+    def check(topic: str, key: str) -> None:
+        assert hasher(topic, key) == index_key_hash(f"{topic}#{key}")
+
+    check()

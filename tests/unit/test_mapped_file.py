@@ -124,6 +124,26 @@ def test_reader_mode_follows_the_writer(tmp_path):
     writer.close()
 
 
+def test_reader_remaps_a_file_deleted_and_created_again(tmp_path):
+    """Recovery after a writer crash deletes files past the recovered end (a warmed next file
+    a worker may have mapped) and the new writer creates them again: a reader's refresh must map
+    the new file, not keep serving the deleted one (found by tests/crash/test_broker_kill.py)."""
+    writer = _queue(tmp_path)
+    writer.file_for_write(0).write(0, b"abc")
+    writer.file_for_write(SIZE)                     # warmed, still zero
+    reader = _queue(tmp_path, writable=False)
+    assert bytes(reader.read(SIZE, 3, limit=SIZE + 3)) == bytes(3)
+    writer.close()
+    os.unlink(tmp_path / "q" / file_name(SIZE))     # recovery: past the end
+    writer = _queue(tmp_path)
+    writer.file_for_write(SIZE).write(0, b"new")    # the new writer rolls into it
+    reader.refresh()
+    assert bytes(reader.read(SIZE, 3, limit=SIZE + 3)) == b"new"
+    assert bytes(reader.read(0, 3, limit=3)) == b"abc"
+    reader.close()
+    writer.close()
+
+
 def test_reader_of_missing_dir_is_empty(tmp_path):
     reader = _queue(tmp_path, writable=False)
     assert reader.files == [] and reader.read(0, 1, limit=10) is None

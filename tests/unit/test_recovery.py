@@ -365,3 +365,150 @@ def test_queue_whose_messages_were_all_lost_is_dropped(cfg):
     assert not os.path.exists(os.path.join(cfg.store_path_root_dir, "consumequeue", "LOST"))
     assert any("LOST-3" in r for r in store.recovery_report.reasons)
     store.close()
+
+
+# --- torn ConsumeQueue tail entries (checked against the CommitLog record they point at) ---------
+
+TAGS_A = 65                               # java_string_hash("A"): the tags code _req records carry
+BIG = b"m" * 1000                         # TOTALSIZE > 255: a tear inside the size field changes it
+
+
+def _cq_entry_pos(cfg: StoreConfig, topic: str, qid: int, offset: int) -> tuple[str, int]:
+    pos = offset * 20
+    return (os.path.join(cfg.store_path_root_dir, "consumequeue", topic, str(qid), f"{pos // CQ_SIZE * CQ_SIZE:020d}"),
+            pos % CQ_SIZE)
+
+
+def _cq_entry(cfg: StoreConfig, topic: str, qid: int, offset: int) -> tuple[int, int, int]:
+    path, pos = _cq_entry_pos(cfg, topic, qid, offset)
+    with open(path, "rb") as f:
+        f.seek(pos)
+        return struct.unpack(">qiq", f.read(20))
+
+
+def _write_cq_entry(cfg: StoreConfig, topic: str, qid: int, offset: int, raw: bytes) -> None:
+    path, pos = _cq_entry_pos(cfg, topic, qid, offset)
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        f.write(raw)
+
+
+def _assert_found(store: FileStore, topic: str, qid: int, offset: int, phys: int) -> None:
+    got = store.get_message(topic, qid, offset, 1)
+    assert got.status.name == "FOUND", got.status
+    rec = decode_record(got.records[0], check_crc=True)
+    assert (rec.phys_offset, rec.queue_offset) == (phys, offset)
+
+
+def test_torn_consumequeue_entry_with_wrong_size_is_rebuilt(cfg):
+    io = FaultyFileIO()
+    store = _open(cfg, io)
+    for _ in range(3):
+        store.append([_req("T", 0, BIG)])
+    store.dispatch()
+    last = store.append([_req("T", 0, BIG)])[0]
+    store.flush()
+    store.dispatch()                      # the last pwrite: one 20-byte entry, never synced
+    store.abandon()
+    path, _ = _cq_entry_pos(cfg, "T", 0, 3)
+    io.crash(lose_unsynced=False, torn_keep_bytes=11, torn_path=path)
+    torn = _cq_entry(cfg, "T", 0, 3)
+    assert torn[0] == last.phys_offset and 0 < torn[1] != last.size and torn[2] == 0, torn
+    store = _open(cfg, io)
+    rep = store.recovery_report
+    assert rep.abnormal and rep.commitlog_end == last.phys_offset + last.size and rep.truncated_bytes == 0
+    assert any("torn" in r for r in rep.reasons), rep.reasons
+    assert rep.consumequeue_entries_truncated == 1
+    assert store.max_queue_offset("T", 0) == 4
+    assert _cq_entry(cfg, "T", 0, 3) == (last.phys_offset, last.size, TAGS_A)
+    _assert_found(store, "T", 0, 3, last.phys_offset)
+    store.close()
+    _assert_verifies(cfg)
+
+
+@pytest.mark.parametrize("wrong", ["other_queue", "inside_record", "earlier_record", "wrong_tags"])
+def test_consumequeue_tail_entry_with_wrong_phys_or_tags_is_rebuilt(cfg, wrong):
+    io = FaultyFileIO()
+    store = _open(cfg, io)
+    results = _fill(store, 8)             # T-0 and T-1 alternate; same sizes and tags
+    store.close()
+    last0 = results[6]                    # T-0 offset 3
+    phys, tags = {"other_queue": (results[7].phys_offset, TAGS_A),   # a real record of the same size
+                  "inside_record": (last0.phys_offset + 8, TAGS_A),
+                  "earlier_record": (results[4].phys_offset, TAGS_A),
+                  "wrong_tags": (last0.phys_offset, TAGS_A + 1)}[wrong]
+    _write_cq_entry(cfg, "T", 0, 3, struct.pack(">qiq", phys, last0.size, tags))
+    store = _open(cfg, io)                # a normal start: dispatch resumes where the queues end
+    rep = store.recovery_report
+    assert not rep.abnormal and rep.truncated_bytes == 0
+    assert rep.consumequeue_entries_truncated == 1 and rep.consumequeue_entries_rebuilt == 1, rep
+    assert _cq_entry(cfg, "T", 0, 3) == (last0.phys_offset, last0.size, TAGS_A)
+    assert _cq_entry(cfg, "T", 1, 3) == (results[7].phys_offset, results[7].size, TAGS_A)
+    _assert_found(store, "T", 0, 3, last0.phys_offset)
+    assert store.max_queue_offset("T", 0) == 4 and store.max_queue_offset("T", 1) == 4
+    store.close()
+    _assert_verifies(cfg)
+
+
+def test_torn_entry_behind_another_queue_is_rebuilt_at_its_offset(cfg):
+    """Queue B is far ahead and the checkpoint lets abnormal recovery start files later than A's
+    torn entry: dispatch must still go back to the end of A's last good entry."""
+    from rocketpy.store.checkpoint import StoreCheckpoint
+    from rocketpy.store.commitlog import CommitLog
+    from rocketpy.store.recovery import choose_abnormal_start
+
+    io = FaultyFileIO()
+    clock = FakeClock()
+    store = FileStore.open(cfg, io, clock)
+    a = [store.append([_req("A", 0, BIG)])[0] for _ in range(3)]
+    store.dispatch()
+    for _ in range(60):
+        clock.advance(1000)
+        store.append([_req("B", 0, b"b" * 200)])
+    store.flush()
+    store.dispatch()
+    store.flush_consumequeues()           # checkpoint: everything up to now is on disk
+    store.abandon()                       # crash: the abort marker stays
+    root = cfg.store_path_root_dir
+    log = CommitLog(os.path.join(root, "commitlog"), CL_SIZE, io)
+    log.load()
+    cp = StoreCheckpoint(os.path.join(root, "checkpoint"), io=io)
+    start_file = log.mfq.files[choose_abnormal_start(log, cp.min_timestamp())]
+    assert start_file.file_start > a[2].phys_offset, "the crash scan starts after A's last record"
+    cp.close()
+    log.close()
+    good = struct.pack(">qiq", a[2].phys_offset, a[2].size, TAGS_A)
+    _write_cq_entry(cfg, "A", 0, 2, good[:11] + bytes(9))      # torn mid-write: wrong size, no tags
+    store = FileStore.open(cfg, io, clock)
+    rep = store.recovery_report
+    assert rep.abnormal and rep.truncated_bytes == 0
+    assert rep.consumequeue_entries_truncated == 1 and rep.consumequeue_entries_rebuilt == 1, rep
+    assert _cq_entry(cfg, "A", 0, 2) == (a[2].phys_offset, a[2].size, TAGS_A)
+    _assert_found(store, "A", 0, 2, a[2].phys_offset)
+    assert store.max_queue_offset("A", 0) == 3 and store.max_queue_offset("B", 0) == 60
+    assert store.append([_req("A", 0, BIG)])[0].queue_offset == 3
+    store.close()
+    _assert_verifies(cfg)
+
+
+def test_valid_tails_and_entries_below_the_first_file_are_kept(cfg):
+    """Tail validation drops nothing on a healthy store, including a queue whose records retention
+    deleted (its entries point below the CommitLog's first file and cannot be checked)."""
+    import time
+
+    io = FaultyFileIO()
+    store = _open(cfg, io)
+    store.append([_req("OLD", 0, BIG)])
+    _fill(store, 60)
+    store.dispatch()
+    store.flush()
+    store.disk_usage_ratio = lambda: 0.95          # type: ignore[method-assign]
+    assert store.delete_expired_files(time.time_ns() // 1_000_000) > 0
+    assert store.min_phys_offset > 0
+    store.abandon()
+    store = _open(cfg, io)
+    rep = store.recovery_report
+    assert rep.abnormal and rep.consumequeue_entries_truncated == 0
+    assert not any("torn" in r for r in rep.reasons), rep.reasons
+    assert store.max_queue_offset("OLD", 0) == 1
+    store.close()

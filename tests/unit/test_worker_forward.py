@@ -109,3 +109,39 @@ def test_control_down_answers_system_error_and_oneway_is_dropped(tmp_path) -> No
         assert InternalCode.WORKER_HELLO      # the link keeps retrying in the background
         await rig.stop()
     run(main())
+
+
+def test_link_close_racing_the_hello_answer_returns(tmp_path) -> None:
+    """A worker told to stop while control's WORKER_HELLO answer is being read: close() cancels the
+    link task in the same loop turn that completes the hello future. asyncio.wait_for (Python 3.11)
+    then returns the result and drops the cancellation; close() must still return (found by
+    tests/crash/test_broker_kill.py: a restarted worker hung in drain until SIGKILL)."""
+    from rocketpy.broker.handlers.forward import ControlLink
+
+    async def main() -> None:
+        broker = BrokerConfig()
+        store = StoreConfig(store_path_root_dir=str(tmp_path))
+        control = ControlServer(broker, store)
+        name = control_socket_name(broker.broker_name, f"{os.getpid():x}r")
+        await control.start(name)
+        link = ControlLink(name, 3, lambda cmd: None)
+        closing: list[asyncio.Task[None]] = []
+        original = link.data_received
+
+        def data_received(data: bytes) -> None:
+            original(data)                          # completes the hello future ...
+            if not closing:                         # ... and the worker stops in the same turn
+                closing.append(asyncio.ensure_future(link.close()))
+
+        link.data_received = data_received  # type: ignore[method-assign]
+        try:
+            link.start()
+            await wait_for(lambda: bool(closing))
+            done, _ = await asyncio.wait(closing, timeout=3)
+            assert done, "ControlLink.close() hung after its cancellation was swallowed"
+        finally:
+            if link._task is not None and not link._task.done():
+                link._lost.set()
+                link._task.cancel()
+            await control.stop(unregister=False)
+    run(main())

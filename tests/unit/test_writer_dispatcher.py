@@ -4,6 +4,7 @@ store files; a test plays the worker (puts into the ring, reads responses)."""
 from __future__ import annotations
 
 import mmap
+import os
 
 import pytest
 
@@ -215,9 +216,80 @@ def test_a_full_response_ring_keeps_answers_until_there_is_room(tmp_path):
         rig.close()
 
 
+@pytest.mark.parametrize("damage", ["torn", "lost"])
+def test_a_respawned_dispatcher_rebuilds_a_damaged_queue_tail(tmp_path, damage):
+    """kill -9 of the dispatcher in its last batch: B's entries were written, then A's entry was
+    torn mid-write ("torn"), or never written and the batch never published ("lost")."""
+    rig = Rig(tmp_path, FlushDiskType.ASYNC_FLUSH)
+    try:
+        rig.put("B", 1, [record("B", 1, b"b" * 100)])       # B's queue first: committed first
+        rig.put("A", 0, [record("A", 0, b"a" * 1000, "TagA") for _ in range(2)])
+        while rig.writer.turn():
+            pass
+        assert rig.dispatcher.turn()
+        before = rig.sup.dispatched_offset
+        rig.put("A", 0, [record("A", 0, b"x" * 1000, "TagA")])
+        rig.put("B", 1, [record("B", 1, b"b" * 100) for _ in range(3)])
+        while rig.writer.turn():
+            pass
+        assert rig.dispatcher.turn()
+        committed = rig.sup.committed_offset
+        assert rig.sup.dispatched_offset == committed > before
+        cq_size = rig.config.mapped_file_size_consumequeue
+        path = os.path.join(rig.config.store_path_root_dir, "consumequeue", "A", "0",
+                            f"{2 * 20 // cq_size * cq_size:020d}")
+        with open(path, "r+b") as f:
+            f.seek(2 * 20 % cq_size)
+            good = f.read(20)
+            f.seek(2 * 20 % cq_size)
+            f.write(good[:11] + bytes(9) if damage == "torn" else bytes(20))
+        if damage == "lost":
+            rig.sup.publish_dispatched(before, before)
+        rig.dispatcher.cqs.close()
+        rig.dispatcher.commitlog.close()
+        rig.dispatcher = Dispatcher(1, rig.config, rig.control_buf, rig.qt_buf, rig.dispatcher_bell,
+                                    [rig.pull_bell])
+        rig.dispatcher.setup()
+        assert rig.dispatcher.dispatched < committed
+        assert rig.dispatcher.turn()
+        assert rig.sup.dispatched_offset == committed
+        table = QueueTable(rig.qt_buf)
+        assert table.max_offset("A", 0) == 3 and table.max_offset("B", 1) == 4
+        with open(path, "rb") as f:
+            f.seek(2 * 20 % cq_size)
+            assert f.read(20) == good
+        reader = StoreReader(rig.config)
+        res = reader.get_message("A", 0, 0, 32, None, committed_offset=committed, max_queue_offset=3)
+        assert [decode_record(r).body for r in res.records] == [b"a" * 1000] * 2 + [b"x" * 1000]
+        res = reader.get_message("B", 1, 0, 32, None, committed_offset=committed, max_queue_offset=4)
+        assert len(res.records) == 4
+        reader.close()
+    finally:
+        rig.close()
+
+
 def test_split_records_validates_lengths():
     one = record("T", 0, b"abc")
     assert [bytes(p) for p in split_records(memoryview(one + one), 2)] == [one, one]
     for bad, count in ((one[:-1], 1), (one + b"\x00", 1), (one, 2), (b"\xff\xff\xff\xff", 1)):
         with pytest.raises(ProtocolError):
             split_records(memoryview(bad), count)
+
+
+def test_the_next_file_is_warmed_in_the_background_while_puts_go_on(tmp_path):
+    rig = Rig(tmp_path, FlushDiskType.ASYNC_FLUSH)
+    try:
+        assert rig.writer.commitlog.needs_next_file
+        rig.writer._maybe_warm()
+        ids = [rig.put("T", 0, [record("T", 0, bytes(500))]) for _ in range(30)]   # rolls twice
+        while rig.writer.turn():
+            rig.writer._maybe_warm()
+        if rig.writer._warm_thread is not None:
+            rig.writer._warm_thread.join(10)
+        got = rig.answers()
+        assert [got[i].first_queue_offset for i in ids] == list(range(30))
+        starts = [mf.file_start for mf in rig.writer.commitlog.mfq.files]
+        assert starts == [i * 8192 for i in range(len(starts))] and len(starts) >= 3
+        assert not list((tmp_path / "store" / "commitlog").glob("*.tmp")), "a finished warm-up leaves no .tmp"
+    finally:
+        rig.close()

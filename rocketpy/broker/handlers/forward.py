@@ -85,6 +85,10 @@ class ControlLink(asyncio.Protocol):
 
     async def close(self) -> None:
         self._closing = True
+        # Wake the task too: a cancel that lands in the turn that completes a request's future is
+        # swallowed by asyncio.wait_for on Python 3.11, and the task would then wait on _lost forever.
+        if self._lost is not None:
+            self._lost.set()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -102,6 +106,8 @@ class ControlLink(asyncio.Protocol):
             try:
                 await self._connect()
                 backoff_ms = CONTROL_RECONNECT_MIN_MS
+                if self._closing:          # close() ran while we connected (see close)
+                    return
                 await self._lost.wait()
             except (OSError, ControlUnavailable) as exc:
                 log.info("worker slot %d: control not reachable (%s); retrying in %d ms", self.slot, exc,

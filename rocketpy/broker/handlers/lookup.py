@@ -78,21 +78,22 @@ class LookupHandlers:
     def handle_query_message(self, request: RemotingCommand, conn: ClientConnection) -> RemotingCommand:
         header = headers.QueryMessageRequestHeader.from_command(request)
         reader = self.ctx.store_reader
-        query = getattr(reader, "query_by_key", None)
-        if query is not None and reader is not None:
+        if reader is not None:
+            reader = self.ctx.reader()
             max_num = limits.INDEX_UNIQ_QUERY_RESULTS_MAX if header.unique_key_query else header.max_num
             max_num = max(0, min(max_num, limits.INDEX_QUERY_RESULTS_MAX))
             committed = self.ctx.control_block.committed_offset
             records = []
-            for phys in sorted(query(header.topic, header.key, max_num, header.begin_timestamp,
-                                     header.end_timestamp)):
+            for phys in reader.query_by_key(header.topic, header.key, max_num, header.begin_timestamp,
+                                            header.end_timestamp, committed_offset=committed):
                 record = reader.read_record(phys, committed)
                 if record is not None:
                     records.append(record)
             if records:
+                last_ts, last_phys = reader.index_last_update()
                 return request.response(ResponseCode.SUCCESS, None, {
-                    "indexLastUpdateTimestamp": "0", "indexLastUpdatePhyoffset": "0"}, b"".join(records))
-        # TODO: IndexFile lookups once the store reader exposes them (query_by_key).
+                    "indexLastUpdateTimestamp": str(last_ts), "indexLastUpdatePhyoffset": str(last_phys)},
+                    b"".join(records))
         return request.response(ResponseCode.QUERY_NOT_FOUND, "can not find message, maybe time range not correct")
 
     def handle_view_message_by_id(self, request: RemotingCommand, conn: ClientConnection) -> RemotingCommand:
