@@ -24,6 +24,7 @@ import sys
 import zlib
 from collections.abc import Callable
 
+from rocketpy import sdnotify
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.errors import ProtocolError, RocketpyError
 from rocketpy.namesrv.config import NamesrvConfig
@@ -397,12 +398,26 @@ async def serve(config: NamesrvConfig, *, ready: asyncio.Event | None = None,
         print(f"rocketpy namesrv listening on {server.listen_address}", flush=True)
         if ready is not None:
             ready.set()
+        sdnotify.notify("READY=1")
+        watchdog = asyncio.create_task(_watchdog_pings(), name="namesrv-watchdog")
         await stop.wait()
         log.info("namesrv stopping")
+        sdnotify.notify("STOPPING=1")
+        watchdog.cancel()
     finally:
         await server.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def _watchdog_pings() -> None:
+    """WATCHDOG=1 at half of systemd's WatchdogSec, while the event loop is alive."""
+    interval = sdnotify.watchdog_interval_s()
+    if interval is None:
+        return
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 def run(config: NamesrvConfig) -> int:
