@@ -151,11 +151,7 @@ def test_default_generator() -> None:
     assert a != b and len(a) in (32, 56)
 
 
-def test_next_is_cheap() -> None:
+def test_many_keys_are_distinct() -> None:
     gen = UniqKeyGenerator(ip="10.0.0.1", pid=1)
-    n = 20000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        gen.next()
-    per_call_s = (time.perf_counter() - t0) / n
-    assert per_call_s < 20e-6                 # ~1 us on the project machine; loose bound for CI
+    keys = [gen.next() for _ in range(20000)]   # the counter wraps at 65536 only, within one ms
+    assert len(set(keys)) == len(keys)
