@@ -109,6 +109,28 @@ RESPONSE_RING_CAPACITY = 4 * MIB           # per worker, writer -> worker
 HEARTBEAT_SLOTS_MAX = 64                   # children of one supervisor
 SEQLOCK_READ_TIMEOUT_MS = 1000             # a seqlock odd this long has a dead writer
 
+# --- broker internals (workers, control, writer) ------------------------------
+
+CONTROL_REQUEST_TIMEOUT_MS = 5000  # a forwarded request control has not answered by then fails
+CONTROL_RECONNECT_MIN_MS = 50
+CONTROL_RECONNECT_MAX_MS = 2000
+CONTROL_PENDING_MAX = 65_536  # forwarded requests in flight per worker
+AUTO_CREATE_TIMEOUT_MS = 5000
+CONTROL_HELLO_WAIT_S = 10.0  # accept clients only once control sent the topic table (bounded)
+COMMIT_OFFSETS_FLUSH_MS = 100
+WORKER_COMMIT_OFFSETS_BATCH_MAX = 256
+WORKER_DRAIN_WAIT_MIN_S = 2.0
+WORKER_DRAIN_WAIT_MAX_S = 10.0
+CONTROL_COMMIT_OFFSETS_ENTRIES_MAX = 1_000_000  # entries in one COMMIT_OFFSETS body
+CONTROL_WORKER_WRITE_BUFFER_MAX = 64 * MIB
+REGISTER_PERIOD_MS_MIN = 1_000  # Java clamps to 10 s; we allow 1 s so tests run fast
+REGISTER_PERIOD_MS_MAX = 60_000
+REGISTER_DEBOUNCE_MS = 50
+PULL_SUBSCRIPTION_CACHE_MAX = 4096
+CONSUMEQUEUE_TAIL_CHECK_ENTRIES_MAX = 64
+INDEX_KEY_PREFIX_CACHE_MAX = 4096
+DISK_CHECK_INTERVAL_MS = 1000  # statvfs of the store's partition for the disk-full guard
+
 # --- relations checked at import -----------------------------------------------
 
 assert FRAME_SIZE_MAX > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
@@ -122,3 +144,7 @@ assert INDEX_QUERY_RESULTS_MAX >= INDEX_UNIQ_QUERY_RESULTS_MAX
 assert 0 < DISK_SPACE_CLEAN_FORCIBLY_RATIO_DEFAULT < DISK_SPACE_WARNING_LEVEL_RATIO_DEFAULT < 1
 assert PUT_RING_CAPACITY // 2 > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX, "a max message must fit a put ring"
 assert QUEUE_TABLE_SLOTS & (QUEUE_TABLE_SLOTS - 1) == 0
+assert REGISTER_PERIOD_MS_MIN < REGISTER_PERIOD_MS_MAX
+assert CONTROL_RECONNECT_MIN_MS < CONTROL_RECONNECT_MAX_MS < CONTROL_REQUEST_TIMEOUT_MS
+assert WORKER_DRAIN_WAIT_MIN_S <= WORKER_DRAIN_WAIT_MAX_S
+assert WORKER_COMMIT_OFFSETS_BATCH_MAX <= CONTROL_COMMIT_OFFSETS_ENTRIES_MAX

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rocketpy import limits
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_OK, Child
 from rocketpy.broker.connection import ClientConnection, Handler, build_handler_table
 from rocketpy.broker.handlers import WorkerContext
@@ -53,11 +54,11 @@ log = logging.getLogger("rocketpy.broker.worker")
 TICK_MS = 100
 SLOW_TICK_MS = 1000                   # lost-wakeup re-checks and the idle scan
 LISTEN_BACKLOG = 1024
-CONTROL_HELLO_WAIT_S = 10.0           # accept clients only once control sent the topic table (bounded)
-COMMIT_OFFSETS_FLUSH_MS = 100
-COMMIT_OFFSETS_BATCH_MAX = 256
-DRAIN_WAIT_MIN_S = 2.0
-DRAIN_WAIT_MAX_S = 10.0
+CONTROL_HELLO_WAIT_S = limits.CONTROL_HELLO_WAIT_S
+COMMIT_OFFSETS_FLUSH_MS = limits.COMMIT_OFFSETS_FLUSH_MS
+COMMIT_OFFSETS_BATCH_MAX = limits.WORKER_COMMIT_OFFSETS_BATCH_MAX
+DRAIN_WAIT_MIN_S = limits.WORKER_DRAIN_WAIT_MIN_S
+DRAIN_WAIT_MAX_S = limits.WORKER_DRAIN_WAIT_MAX_S
 
 
 def bind_listener(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from rocketpy import limits
 from rocketpy.broker.child import EXIT_OK, Child
 from rocketpy.broker.putwire import PutResponse, PutStatus, decode_put_request
 from rocketpy.config import FlushDiskType, StoreConfig
@@ -46,7 +47,7 @@ log = logging.getLogger("rocketpy.broker.writer")
 
 _I32_SIZE = 4
 WRITER_IDLE_WAIT_MS = 1000          # a doorbell wait never exceeds this (heartbeats, orphan check)
-DISK_CHECK_INTERVAL_MS = 1000       # statvfs of the store's partition for the disk-full guard
+DISK_CHECK_INTERVAL_MS = limits.DISK_CHECK_INTERVAL_MS
 
 
 def _now_ms() -> int:

@@ -36,7 +36,7 @@ BLANK_ENTRY_SIZE_FIELD = 0x7FFFFFFF
 BLANK_ENTRY = ENTRY.pack(0, BLANK_ENTRY_SIZE_FIELD, 0)
 # How far back from a queue's end tail validation looks for the last entry that agrees with the
 # CommitLog: a crash tears at most the last pwrite of a queue, which is one dispatch batch.
-TAIL_CHECK_ENTRIES_MAX = 64
+TAIL_CHECK_ENTRIES_MAX = limits.CONSUMEQUEUE_TAIL_CHECK_ENTRIES_MAX
 
 # (topic, queue id, queue offset, phys offset, size, tags code) -> True when the entry agrees with
 # the CommitLog record it points at (store.recovery.consumequeue_entry_check builds one).

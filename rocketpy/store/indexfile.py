@@ -76,7 +76,7 @@ assert HEADER_SIZE == 40 and ENTRY_SIZE == 20
 # them (the bytes in between are rewritten with the values they already have: one writer).
 SLOT_COALESCE_GAP_BYTES = 4096
 _MASK32 = 0xFFFFFFFF
-_KEY_PREFIX_CACHE_MAX = 4096
+_KEY_PREFIX_CACHE_MAX = limits.INDEX_KEY_PREFIX_CACHE_MAX
 _LONG_KEY_BYTES = 16            # keys this long hash their head through a cache (UNIQ_KEY: 32 hex)
 _SWAP = sys.byteorder == "little"   # the in-memory slot table is native int32; the file big-endian
 _entry_pack = ENTRY.pack

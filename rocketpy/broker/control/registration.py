@@ -24,6 +24,7 @@ import logging
 import zlib
 from collections.abc import Callable
 
+from rocketpy import limits
 from rocketpy.client.remoting import RemotingClient
 from rocketpy.config import BrokerConfig
 from rocketpy.protocol import topics as t
@@ -38,9 +39,9 @@ from rocketpy.protocol.remoting import RemotingCommand
 
 log = logging.getLogger("rocketpy.broker.control")
 
-REGISTER_PERIOD_MS_MIN = 1_000       # Java clamps to 10 s; we allow 1 s so tests run fast
-REGISTER_PERIOD_MS_MAX = 60_000
-REGISTER_DEBOUNCE_MS = 50
+REGISTER_PERIOD_MS_MIN = limits.REGISTER_PERIOD_MS_MIN
+REGISTER_PERIOD_MS_MAX = limits.REGISTER_PERIOD_MS_MAX
+REGISTER_DEBOUNCE_MS = limits.REGISTER_DEBOUNCE_MS
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1"})
 
 

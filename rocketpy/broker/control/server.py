@@ -85,10 +85,10 @@ CONFIG_DIR = "config"
 BROKER_VERSION_DESC = "V4_9_8"
 SOCKET_BACKLOG = 64
 TOPIC_NOT_EXIST_FAQ = "See http://rocketmq.apache.org/docs/faq/ for further details."
-COMMIT_OFFSETS_BATCH_MAX = 1_000_000   # entries in one COMMIT_OFFSETS body
+COMMIT_OFFSETS_BATCH_MAX = limits.CONTROL_COMMIT_OFFSETS_ENTRIES_MAX
 # A worker that leaves this much of control's output unread is stuck: drop its connection
 # (it reconnects and gets fresh tables) rather than let control's memory grow without bound.
-WORKER_WRITE_BUFFER_MAX = 64 * 1024 * 1024
+WORKER_WRITE_BUFFER_MAX = limits.CONTROL_WORKER_WRITE_BUFFER_MAX
 
 Handler = Callable[[RemotingCommand, "WorkerConnection"], RemotingCommand | None]
 

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from rocketpy import limits
 from rocketpy.broker.connection import ClientConnection
 from rocketpy.broker.handlers import WorkerContext
 from rocketpy.broker.internal import (
@@ -43,10 +44,10 @@ from rocketpy.protocol.remoting import (
 
 log = logging.getLogger("rocketpy.broker.worker")
 
-CONTROL_REQUEST_TIMEOUT_MS = 5000        # a forwarded request control has not answered by then fails
-CONTROL_RECONNECT_MIN_MS = 50
-CONTROL_RECONNECT_MAX_MS = 2000
-CONTROL_PENDING_MAX = 65_536             # forwarded requests in flight per worker
+CONTROL_REQUEST_TIMEOUT_MS = limits.CONTROL_REQUEST_TIMEOUT_MS
+CONTROL_RECONNECT_MIN_MS = limits.CONTROL_RECONNECT_MIN_MS
+CONTROL_RECONNECT_MAX_MS = limits.CONTROL_RECONNECT_MAX_MS
+CONTROL_PENDING_MAX = limits.CONTROL_PENDING_MAX
 
 REMARK_CONTROL_DOWN = "the broker's control process is not reachable; retry shortly"
 

@@ -55,7 +55,7 @@ _CODES: dict[GetStatus, int] = {
     GetStatus.MESSAGE_WAS_REMOVING: ResponseCode.PULL_RETRY_IMMEDIATELY,
 }
 _EMPTY_QUEUE = frozenset({GetStatus.NO_MATCHED_LOGIC_QUEUE, GetStatus.NO_MESSAGE_IN_QUEUE})
-_SUBSCRIPTION_CACHE_MAX = 4096
+_SUBSCRIPTION_CACHE_MAX = limits.PULL_SUBSCRIPTION_CACHE_MAX
 TOPIC_NOT_EXIST_FAQ = "See http://rocketmq.apache.org/docs/faq/ for further details."
 
 

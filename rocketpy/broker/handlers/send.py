@@ -91,7 +91,7 @@ from rocketpy.protocol.remoting import RemotingCommand
 log = logging.getLogger("rocketpy.broker.worker")
 
 REMARK_SYSTEM_BUSY = "[REJECTREQUEST]system busy, start flow control for a while"
-AUTO_CREATE_TIMEOUT_MS = 5000
+AUTO_CREATE_TIMEOUT_MS = limits.AUTO_CREATE_TIMEOUT_MS
 
 _RESPONSE = struct.Struct("<QIIqqqq")      # putwire's put response, unpacked without an object
 assert _RESPONSE.size == RESPONSE_SIZE
