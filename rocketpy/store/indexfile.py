@@ -355,16 +355,7 @@ class IndexFile:
         if prev <= 0 or prev > n:
             prev = 0
             self.hash_slot_count += 1
-        if n <= 1:
-            self.begin_timestamp = store_timestamp
-            self.begin_phys_offset = phys_offset
-            time_diff = 0
-        else:
-            time_diff = (store_timestamp - self.begin_timestamp) // 1000
-            if time_diff < 0:
-                time_diff = 0
-            elif time_diff > INT32_MAX:
-                time_diff = INT32_MAX
+        time_diff = self._time_diff_locked(n, phys_offset, store_timestamp)
         self._pending += _entry_pack(key_hash, phys_offset, time_diff, prev)
         table[slot] = n
         self._dirty_slots.add(slot)
@@ -373,6 +364,14 @@ class IndexFile:
         self.end_timestamp = store_timestamp
         self._dirty = True
         return True
+
+    def _time_diff_locked(self, n: int, phys_offset: int, store_timestamp: int) -> int:
+        """The entry's timeDiff in seconds, clamped to int32; the first entry opens the file's range."""
+        if n <= 1:
+            self.begin_timestamp = store_timestamp
+            self.begin_phys_offset = phys_offset
+            return 0
+        return max(0, min((store_timestamp - self.begin_timestamp) // 1000, INT32_MAX))
 
     def put_hashes(self, key_hashes: Sequence[int], phys_offset: int, store_timestamp: int) -> bool:
         """put_hash for every key of one record; False (nothing put) unless all of them fit."""
@@ -384,16 +383,7 @@ class IndexFile:
             assert self.writable, f"{self.path} is open read-only"
             table = self._table = self._load_table()
             self._pending_first = n
-        if n <= 1:
-            self.begin_timestamp = store_timestamp
-            self.begin_phys_offset = phys_offset
-            time_diff = 0
-        else:
-            time_diff = (store_timestamp - self.begin_timestamp) // 1000
-            if time_diff < 0:
-                time_diff = 0
-            elif time_diff > INT32_MAX:
-                time_diff = INT32_MAX
+        time_diff = self._time_diff_locked(n, phys_offset, store_timestamp)
         slot_count = self.slot_count
         pending = self._pending
         dirty = self._dirty_slots
