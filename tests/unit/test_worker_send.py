@@ -319,3 +319,31 @@ def test_ipv6_and_mapped_peers() -> None:
         assert r.code == 0 and rec.born_host == "2001:db8::1" and rec.sys_flag & SysFlag.BORNHOST_V6
         await rig.stop()
     run(main())
+
+
+def test_put_record_stores_a_broker_made_message_and_resolves_after_the_flush() -> None:
+    async def main() -> None:
+        rig = rig_for(FlushDiskType.SYNC_FLUSH)
+        rig.writer.auto_flush = False
+        await rig.start()
+        send = rig.server.send
+        future = send.put_record("%RETRY%G", 0, b"again", format_properties({"ORIGIN_MESSAGE_ID": "X"}),
+                                 flag=3, born_timestamp_ms=1700000000123, born_ip=bytes([10, 0, 0, 9]),
+                                 born_port=4242, reconsume_times=2)
+        await asyncio.sleep(0.05)
+        assert not future.done(), "answered before the flush under SYNC_FLUSH"
+        rig.writer.flush()
+        response = await asyncio.wait_for(future, 2)
+        assert response.code == ResponseCode.SUCCESS, response.remark
+        assert response.ext_fields["queueId"] == "0" and response.ext_fields["queueOffset"] == "0"
+        req, records = rig.writer.seen[0]
+        assert (req.topic, req.queue_id, req.record_count) == ("%RETRY%G", 0, 1)
+        rec = decode_record(records[0], check_crc=True)
+        assert (rec.topic, rec.body, rec.flag, rec.reconsume_times, rec.born_host, rec.born_port) == (
+            "%RETRY%G", b"again", 3, 2, "10.0.0.9", 4242)
+        assert parse_properties(rec.properties) == {"ORIGIN_MESSAGE_ID": "X"}
+        too_big = send.put_record("T", 0, b"x" * (send.max_message_size + 1), "", born_timestamp_ms=0,
+                                  born_ip=bytes(4), born_port=0)
+        assert (await too_big).code == ResponseCode.MESSAGE_ILLEGAL
+        await rig.stop()
+    run(main())

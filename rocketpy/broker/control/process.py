@@ -18,12 +18,14 @@ from typing import Any
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_OK, Child
 from rocketpy.broker.control.server import ControlServer
 from rocketpy.broker.internal import control_socket_name
+from rocketpy.broker.reading import FollowingReader
 from rocketpy.client.remoting import parse_address
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.config import BrokerConfig, StoreConfig
 from rocketpy.errors import ConfigError
 from rocketpy.ipc.control_block import ControlBlock, Role
 from rocketpy.ipc.queue_table import QueueTable
+from rocketpy.store.file_store import StoreReader
 
 log = logging.getLogger("rocketpy.broker.control")
 
@@ -57,7 +59,9 @@ class Control(Child):
                                       "write e.g. namesrvAddr=127.0.0.1:9876") from None
             self.server = ControlServer(self.broker_config, self.store_config, boot_id=self.boot_id,
                                         control_block=self.control_block, queue_table=queue_table,
-                                        clock=self.clock)
+                                        clock=self.clock,
+                                        store_reader=FollowingReader(StoreReader(self.store_config),
+                                                                     self.control_block))
             self.server.load()
         except ConfigError as exc:
             log.error("control cannot start: %s", exc)
@@ -84,5 +88,7 @@ class Control(Child):
         finally:
             self.beat(force=True)
             await server.stop()
+            if server.store_reader is not None:
+                server.store_reader.close()
         log.info("control stopped cleanly")
         return EXIT_OK

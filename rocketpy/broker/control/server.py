@@ -53,6 +53,7 @@ from rocketpy.broker.internal import (
     InternalCode,
     connection_key,
 )
+from rocketpy.broker.reading import FollowingReader
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.config import BrokerConfig, BrokerRole, StoreConfig
 from rocketpy.errors import ProtocolError, RocketpyError
@@ -159,12 +160,15 @@ class ControlServer:
     def __init__(self, broker: BrokerConfig, store: StoreConfig, *, boot_id: str = "0",
                  control_block: ControlBlock | None = None, queue_table: QueueTable | None = None,
                  clock: Clock = SYSTEM_CLOCK, client_scan_interval_ms: int | None = None,
-                 registrar: Registrar | None = None) -> None:
+                 registrar: Registrar | None = None, store_reader: FollowingReader | None = None) -> None:
         self.broker = broker
         self.store = store
         self.boot_id = boot_id
         self.control_block = control_block
         self.queue_table = queue_table
+        # Read-only maps of CommitLog and ConsumeQueue, for the services that read the store
+        # (delay scheduler, transaction check, offsets by timestamp); None in unit tests without a store.
+        self.store_reader = store_reader
         self.clock = clock
         self.config_dir = os.path.join(store.store_path_root_dir, CONFIG_DIR)
         self.boot_timestamp_ms = clock.now_ms()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rocketpy.broker.control.registration import broker_ip1
+from rocketpy.broker.reading import FollowingReader
 from rocketpy.config import BrokerConfig, BrokerRole, StoreConfig
 from rocketpy.ipc.control_block import ControlBlock
 from rocketpy.ipc.queue_table import QueueTable
@@ -43,8 +44,7 @@ class WorkerContext:
         self.control_block = control_block
         self.queue_table = queue_table
         self.store_reader = store_reader
-        self._reader_min_phys = 0
-        self._reader_generation = 0
+        self._following = FollowingReader(store_reader, control_block) if store_reader is not None else None
         # The address clients reach this broker at: stamped into every record (store host) and
         # every offset msgId, so VIEW_MESSAGE_BY_ID and the C++ client's send-back find it.
         self.store_host = broker_ip1(broker_config)
@@ -60,20 +60,11 @@ class WorkerContext:
         self.commit_offset: Callable[[str, str, int, int], None] = _drop_offset
 
     def reader(self) -> StoreReader:
-        """The store reader, its maps refreshed once retention has moved the CommitLog's start
-        (files deleted by the writer and dispatcher must not stay mapped here) and once the
-        writer restarted: the supervisor's recovery may have deleted files past the recovered
-        end (a warmed next file among them) that the new writer creates again, and a map of
-        the deleted file would serve its stale bytes. Recovery finishes before the generation
-        is published, so refreshing on the new generation never maps a file about to go."""
-        reader = self.store_reader
-        assert reader is not None, "a worker serving reads has a store reader"
-        _, _, _, generation, min_phys, _ = self.control_block.writer_fields()
-        if min_phys != self._reader_min_phys or generation != self._reader_generation:
-            reader.refresh()
-            self._reader_min_phys = min_phys
-            self._reader_generation = generation
-        return reader
+        """The store reader, its maps refreshed when retention or a writer restart changed the
+        files under it (`rocketpy.broker.reading`)."""
+        following = self._following
+        assert following is not None, "a worker serving reads has a store reader"
+        return following.get()
 
     @property
     def broker_writable(self) -> bool:

@@ -68,7 +68,7 @@ from rocketpy.ipc.ring import RingConsumer, RingMessageTooLarge, RingProducer
 from rocketpy.protocol import topics as t
 from rocketpy.protocol.batch import decode_batch_body, merge_batch_properties
 from rocketpy.protocol.bodies import TopicConfig, TopicFilterType
-from rocketpy.protocol.codes import ResponseCode
+from rocketpy.protocol.codes import RequestCode, ResponseCode
 from rocketpy.protocol.headers import SendMessageRequestHeader
 from rocketpy.protocol.message import (
     MESSAGE_MAGIC,
@@ -188,13 +188,29 @@ def _delay_level(props: str) -> int:
         return 0
 
 
+class FutureSink:
+    """Stands in for a client connection when the broker puts a message of its own (a send-back,
+    a transaction commit, ...): the answer a client would get resolves a future instead."""
+
+    closed = False
+    peer = "broker-internal"
+
+    def __init__(self, future: asyncio.Future[RemotingCommand]) -> None:
+        self.future = future
+
+    def respond(self, request: RemotingCommand, response: RemotingCommand) -> None:
+        if not self.future.done():
+            self.future.set_result(response)
+
+
 class PendingPut:
     """One send request between the ring and its answer."""
 
     __slots__ = ("conn", "request", "queue_id", "sizes", "wait", "generation", "sent_at", "end_phys",
                  "first_phys", "first_queue_offset")
 
-    def __init__(self, conn: ClientConnection, request: RemotingCommand, queue_id: int, sizes: list[int],
+    def __init__(self, conn: ClientConnection | FutureSink, request: RemotingCommand, queue_id: int,
+                 sizes: list[int],
                  wait: bool, generation: int, sent_at: float) -> None:
         self.conn = conn
         self.request = request
@@ -439,7 +455,35 @@ class SendHandlers:
     def _generation(self) -> int:
         return int(self.ctx.control_block.writer_fields()[3])
 
-    def _put(self, request: RemotingCommand, conn: ClientConnection, topic: str, queue_id: int, sys_flag: int,
+    def put_record(self, topic: str, queue_id: int, body: bytes, props: str, *, flag: int = 0, sys_flag: int = 0,
+                   born_timestamp_ms: int, born_ip: bytes, born_port: int, reconsume_times: int = 0,
+                   wait: bool = True) -> asyncio.Future[RemotingCommand]:
+        """Put one message the broker itself makes (send-back, transaction commit, ...) through this
+        worker's ring. The future resolves to the response a client would get for the same send:
+        SUCCESS (ext msgId, queueId, queueOffset) once stored — and flushed under SYNC_FLUSH when
+        `wait` — or an error code with a remark. `props` is stored as given (add CLUSTER yourself)."""
+        future: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
+        request = RemotingCommand.request(RequestCode.SEND_MESSAGE, {})
+        refused: RemotingCommand | None = None
+        props_b = props.encode()
+        if len(body) > self.max_message_size:
+            refused = request.response(ResponseCode.MESSAGE_ILLEGAL,
+                                       f"message body is {len(body)} bytes; maxMessageSize is {self.max_message_size}")
+        elif len(props_b) > limits.PROPERTIES_SIZE_MAX:
+            refused = request.response(ResponseCode.MESSAGE_ILLEGAL,
+                                       f"stored properties are {len(props_b)} bytes; the limit is "
+                                       f"{limits.PROPERTIES_SIZE_MAX}")
+        else:
+            topic_b = topic.encode()
+            sys_flag = self._host_flags(sys_flag, len(born_ip) == 16)
+            parts, size = self._record_parts(body, bytes((len(topic_b),)) + topic_b, props_b, queue_id, flag,
+                                             sys_flag, born_timestamp_ms, born_ip, born_port, reconsume_times)
+            refused = self._put(request, FutureSink(future), topic, queue_id, sys_flag, parts, [size], wait, 0)
+        if refused is not None:
+            future.set_result(refused)
+        return future
+
+    def _put(self, request: RemotingCommand, conn: ClientConnection | FutureSink, topic: str, queue_id: int, sys_flag: int,
              parts: list[bytes], sizes: list[int], wait: bool, flags: int) -> RemotingCommand | None:
         wait = wait and self.sync_flush
         if wait:
