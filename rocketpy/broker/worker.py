@@ -36,6 +36,7 @@ from rocketpy import limits
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_OK, Child
 from rocketpy.broker.connection import ClientConnection, Handler, build_handler_table
 from rocketpy.broker.handlers import WorkerContext
+from rocketpy.broker.handlers.admin_stats import AdminStatsHandlers
 from rocketpy.broker.handlers.forward import ControlLink, ForwardHandlers
 from rocketpy.broker.handlers.lookup import LookupHandlers
 from rocketpy.broker.handlers.pull import PullHandlers
@@ -126,7 +127,9 @@ class WorkerServer:
         self.offsets = OffsetCommitBatch(self._send_offsets)
         ctx.commit_offset = self.offsets.add
         self.forward.before_offset_update = self.offsets.discard
-        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward)
+        self.admin_stats = AdminStatsHandlers(ctx, self.forward)
+        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward,
+                                                                self.admin_stats)
         self.idle_s = float(ctx.broker_config.client_channel_max_idle_time_s)
         self.stopped = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None

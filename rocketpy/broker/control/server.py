@@ -618,6 +618,26 @@ class ControlServer:
     def handle_get_broker_runtime_info(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         return request.response(ResponseCode.SUCCESS, body=KVTable(self.runtime_info()).to_json())
 
+    # --- admin statistics (mqadmin topicStatus / consumerProgress) --------------------------------
+
+    def handle_get_topic_stats_info(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        from rocketpy.broker.control.consume_stats import topic_stats
+
+        header = headers.GetTopicStatsInfoRequestHeader.from_ext(request.ext_fields)
+        stats = topic_stats(self, header.topic)
+        if stats is None:
+            return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{header.topic}] not exist")
+        return request.response(ResponseCode.SUCCESS, body=stats.to_json())
+
+    def handle_get_consume_stats(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        from rocketpy.broker.control.consume_stats import consume_stats
+
+        header = headers.GetConsumeStatsRequestHeader.from_ext(request.ext_fields)
+        metrics = getattr(self, "metrics", None)
+        stats = consume_stats(self, header.consumer_group, header.topic or None,
+                              metrics.group_get_tps if metrics is not None else None)
+        return request.response(ResponseCode.SUCCESS, body=stats.to_json())
+
 
 def _connection_obj(ch: ClientChannel) -> dict[str, Any]:
     """RocketMQ's Connection: what admin tools show for one client connection."""
