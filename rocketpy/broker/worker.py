@@ -135,6 +135,7 @@ class WorkerServer:
         self._server: asyncio.AbstractServer | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._last_slow = time.monotonic()
+        self._last_stats = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -260,6 +261,11 @@ class WorkerServer:
         self.pull.long_polling.check_timeouts(now)
         if now - self.offsets.last_flush >= COMMIT_OFFSETS_FLUSH_MS / 1000:
             self.offsets.flush()
+        if now - self._last_stats >= limits.METRICS_SHIP_INTERVAL_MS / 1000:
+            self._last_stats = now
+            body = self.ctx.stats.take()
+            if body is not None and self.link is not None:
+                self.link.send_oneway(RemotingCommand.request(InternalCode.STATS, None, body))
         if now - self._last_slow >= SLOW_TICK_MS / 1000:
             self._last_slow = now
             self.pull.long_polling.on_new_messages()   # a lost pull doorbell costs one second

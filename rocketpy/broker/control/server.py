@@ -53,6 +53,7 @@ from rocketpy.broker.internal import (
     InternalCode,
     connection_key,
 )
+from rocketpy.broker.metrics import BrokerMetrics
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.config import BrokerConfig, BrokerRole, StoreConfig
 from rocketpy.errors import ProtocolError, RocketpyError
@@ -178,6 +179,7 @@ class ControlServer:
         self.producers = ProducerManager(clock=clock, expiry_ms=broker.client_expiry_ms)
         self.locks = RebalanceLockManager(clock=clock)
         self.registrar = registrar if registrar is not None else Registrar(broker, self.topics.wrapper)
+        self.metrics = BrokerMetrics(self)
         self.client_scan_interval_ms = client_scan_interval_ms or min(
             CLIENT_SCAN_INTERVAL_MS_DEFAULT, max(100, broker.client_expiry_ms // 4))
         self.connections: set[WorkerConnection] = set()
@@ -220,6 +222,7 @@ class ControlServer:
             raise
         self.socket_name = socket_name
         self.registrar.start()
+        await self.metrics.start()
         self._tasks.append(loop.create_task(self._every(max(100, self.broker.flush_consumer_offset_interval_ms),
                                                         self.persist_offsets), name="control-offsets"))
         self._tasks.append(loop.create_task(self._every(self.client_scan_interval_ms, self.scan_clients),
@@ -242,6 +245,7 @@ class ControlServer:
             self.persist_offsets()
         except OSError as exc:
             log.error("cannot persist consumer offsets at shutdown: %s", exc)
+        await self.metrics.stop()
         await self.registrar.stop()
         if unregister:
             await self.registrar.unregister_all()
@@ -604,6 +608,7 @@ class ControlServer:
             "earliestMessageTimeStamp": "0",
             "brokerRole": self.broker.broker_role.value,
         }
+        info.update(self.metrics.runtime_fields())
         try:
             usage = shutil.disk_usage(self.store.store_path_root_dir)
         except OSError:
@@ -629,13 +634,15 @@ class ControlServer:
             return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{header.topic}] not exist")
         return request.response(ResponseCode.SUCCESS, body=stats.to_json())
 
+    def handle_stats(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        self.metrics.add(request.body)
+        return request.response(ResponseCode.SUCCESS)
+
     def handle_get_consume_stats(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         from rocketpy.broker.control.consume_stats import consume_stats
 
         header = headers.GetConsumeStatsRequestHeader.from_ext(request.ext_fields)
-        metrics = getattr(self, "metrics", None)
-        stats = consume_stats(self, header.consumer_group, header.topic or None,
-                              metrics.group_get_tps if metrics is not None else None)
+        stats = consume_stats(self, header.consumer_group, header.topic or None, self.metrics.group_get_tps)
         return request.response(ResponseCode.SUCCESS, body=stats.to_json())
 
 
