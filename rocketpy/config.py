@@ -146,6 +146,9 @@ class BrokerConfig:
         default=0, metadata=_key("workerCount", doc="rocketpy: reader/protocol worker processes (0 = cores)"))
     heartbeat_timeout_ms: int = dataclasses.field(
         default=30_000, metadata=_key("childHeartbeatTimeout", doc="rocketpy: a child silent this long is hung"))
+    metrics_port: int = dataclasses.field(
+        default=-1, metadata=_key("metricsPort", doc="rocketpy: Prometheus GET /metrics port, served by control "
+                                  "(-1 = listenPort + 5, 0 = off)"))
 
     def __post_init__(self) -> None:
         if not 0 < self.listen_port < 65536:
@@ -158,6 +161,13 @@ class BrokerConfig:
             raise ConfigError(f"brokerPermission={self.broker_permission} has bits outside 0..15")
         if not self.broker_name or any(c.isspace() for c in self.broker_name):
             raise ConfigError(f"brokerName={self.broker_name!r} must be a non-empty name without spaces")
+
+    @property
+    def metrics_listen_port(self) -> int:
+        """The metrics endpoint's port, 0 when disabled."""
+        if self.metrics_port < 0:
+            return self.listen_port + limits.METRICS_PORT_OFFSET if self.listen_port + limits.METRICS_PORT_OFFSET < 65536 else 0
+        return self.metrics_port
 
     @property
     def namesrv_addrs(self) -> list[str]:

@@ -148,3 +148,26 @@ assert REGISTER_PERIOD_MS_MIN < REGISTER_PERIOD_MS_MAX
 assert CONTROL_RECONNECT_MIN_MS < CONTROL_RECONNECT_MAX_MS < CONTROL_REQUEST_TIMEOUT_MS
 assert WORKER_DRAIN_WAIT_MIN_S <= WORKER_DRAIN_WAIT_MAX_S
 assert WORKER_COMMIT_OFFSETS_BATCH_MAX <= CONTROL_COMMIT_OFFSETS_ENTRIES_MAX
+
+# --- operations: admin client, metrics, progress (issue 6) -----------------------
+
+ADMIN_BODY_DEPTH_MAX = 64  # nesting of a fastjson admin body we parse
+ADMIN_TIMEOUT_MS_DEFAULT = 5000  # one admin request to a broker or NameServer
+ADMIN_QUERY_MESSAGES_MAX = 64  # messages one `admin query-key` prints (QUERY_MESSAGE maxNum)
+ADMIN_CONSUME_MSGS_MAX = 32  # maxMsgNums of one pull of `rocketpy consume`
+CONSUME_FOLLOW_POLL_MS = 500  # `rocketpy consume --follow` polls an idle topic this often
+CONSUME_FOLLOW_POLL_MS = 500  # `rocketpy consume --follow` polls an idle topic this often
+METRICS_PORT_OFFSET = 5  # metricsPort default: listenPort + this (broker 10916, NameServer 9881)
+METRICS_SHIP_INTERVAL_MS = 1000  # workers and the writer ship their counters to control this often
+METRICS_TOPIC_SERIES_MAX = 1024  # topics (and groups) one process reports; beyond, "_other"
+METRICS_HTTP_REQUEST_SIZE_MAX = 8 * KIB  # request line + headers of a scrape
+METRICS_HTTP_TIMEOUT_S = 5.0  # a scrape that has not sent its request by then is closed
+METRICS_PAGECACHE_FILES_MAX = 4  # newest CommitLog files whose page-cache residency is measured
+METRICS_PAGECACHE_INTERVAL_MS = 10_000  # residency is re-measured at most this often
+METRICS_HTTP_SCRAPE_SIZE_MAX = 16 * MIB  # `admin broker-status` reads at most this much of an endpoint
+METRICS_HTTP_SCRAPE_SIZE_MAX = 16 * MIB  # `admin broker-status` reads at most this much of an endpoint
+METRICS_TPS_WINDOW_S = 600  # per-second history kept for putTps/getTps (10 s, 60 s, 600 s)
+PROGRESS_INTERVAL_S = 0.5  # a terminal progress line is redrawn at most this often
+PROGRESS_LOG_INTERVAL_S = 10.0  # long work logs its progress at most this often when not on a terminal
+
+assert METRICS_TPS_WINDOW_S >= 60

@@ -19,6 +19,7 @@ Requests only the broker's own processes send use the private codes below
 | TOPICS_CHANGED | control -> worker, oneway | body: TopicConfigSerializeWrapper JSON | the whole topic table, after every change and on WORKER_HELLO |
 | PUSH_TO_CLIENT | control -> worker, oneway | X_CONN; body: one encoded remoting frame | write this request (e.g. NOTIFY_CONSUMER_IDS_CHANGED) to that client connection |
 | GROUPS_CHANGED | control -> worker, oneway | body: {"subscriptionGroupTable": {...}} | consumer group configs |
+| STATS | worker or writer -> control, oneway | body: one interval's counters (metrics/stats.py) | metrics, once a second |
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class InternalCode(enum.IntEnum):
     CLIENT_CONNECTION_CLOSED = 9002
     AUTO_CREATE_TOPIC = 9003
     COMMIT_OFFSETS = 9004
+    STATS = 9005
     TOPICS_CHANGED = 9101
     PUSH_TO_CLIENT = 9102
     GROUPS_CHANGED = 9103

@@ -32,6 +32,7 @@ import time
 from rocketpy import limits
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_DATAERR, Child
 from rocketpy.broker.dispatcher import Dispatcher
+from rocketpy.broker.internal import control_socket_name
 from rocketpy.broker.supervisor import HaltBroker, Supervisor, SupervisorTimings
 from rocketpy.broker.writer import Writer
 from rocketpy.config import BrokerConfig, StoreConfig
@@ -179,7 +180,8 @@ class BrokerSupervisor(Supervisor):
             assert self.store is not None
             return Writer(slot, self.store_config, self.store.commitlog, self.control_buf, self.put_ring_bufs,
                           self.response_ring_bufs, self.writer_bell, self.response_bells, self.dispatcher_bell,
-                          self.generation)
+                          self.generation, stats_socket=control_socket_name(self.broker_config.broker_name,
+                                                                            self.boot_id))
         if slot == SLOT_DISPATCHER:
             return Dispatcher(slot, self.store_config, self.control_buf, self.queue_table_buf,
                               self.dispatcher_bell, self.pull_bells)

@@ -36,6 +36,7 @@ from rocketpy import limits
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_OK, Child
 from rocketpy.broker.connection import ClientConnection, Handler, build_handler_table
 from rocketpy.broker.handlers import WorkerContext
+from rocketpy.broker.handlers.admin_stats import AdminStatsHandlers
 from rocketpy.broker.handlers.forward import ControlLink, ForwardHandlers
 from rocketpy.broker.handlers.lookup import LookupHandlers
 from rocketpy.broker.handlers.pull import PullHandlers
@@ -126,12 +127,15 @@ class WorkerServer:
         self.offsets = OffsetCommitBatch(self._send_offsets)
         ctx.commit_offset = self.offsets.add
         self.forward.before_offset_update = self.offsets.discard
-        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward)
+        self.admin_stats = AdminStatsHandlers(ctx, self.forward)
+        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward,
+                                                                self.admin_stats)
         self.idle_s = float(ctx.broker_config.client_channel_max_idle_time_s)
         self.stopped = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._last_slow = time.monotonic()
+        self._last_stats = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -257,6 +261,11 @@ class WorkerServer:
         self.pull.long_polling.check_timeouts(now)
         if now - self.offsets.last_flush >= COMMIT_OFFSETS_FLUSH_MS / 1000:
             self.offsets.flush()
+        if now - self._last_stats >= limits.METRICS_SHIP_INTERVAL_MS / 1000:
+            self._last_stats = now
+            body = self.ctx.stats.take()
+            if body is not None and self.link is not None:
+                self.link.send_oneway(RemotingCommand.request(InternalCode.STATS, None, body))
         if now - self._last_slow >= SLOW_TICK_MS / 1000:
             self._last_slow = now
             self.pull.long_polling.on_new_messages()   # a lost pull doorbell costs one second

@@ -27,11 +27,13 @@ from typing import Any
 from rocketpy import limits
 from rocketpy.broker.child import EXIT_OK, Child
 from rocketpy.broker.putwire import PutResponse, PutStatus, decode_put_request
+from rocketpy.broker.stats_link import StatsLink
 from rocketpy.config import FlushDiskType, StoreConfig
 from rocketpy.errors import DiskFullError, MessageIllegalError, ProtocolError, StoreError
 from rocketpy.ipc.control_block import FLAG_DISK_FULL, ControlBlock, Role
 from rocketpy.ipc.doorbell import Doorbell
 from rocketpy.ipc.ring import RingConsumer, RingProducer
+from rocketpy.metrics.stats import ProcessStats
 from rocketpy.store.api import PutRequest
 from rocketpy.store.commitlog import CommitLog
 from rocketpy.store.flush import AsyncFlushPolicy
@@ -81,8 +83,12 @@ class Writer(Child):
 
     def __init__(self, slot: int, store_config: StoreConfig, commitlog: CommitLog, control_buf: Any,
                  put_ring_bufs: list[Any], response_ring_bufs: list[Any], writer_bell: Doorbell,
-                 worker_bells: list[Doorbell], dispatcher_bell: Doorbell, generation: int) -> None:
+                 worker_bells: list[Doorbell], dispatcher_bell: Doorbell, generation: int,
+                 stats_socket: str | None = None) -> None:
         super().__init__(slot)
+        self.stats = ProcessStats("writer")
+        self.stats_link = StatsLink(stats_socket) if stats_socket else None
+        self._next_stats_ms = 0
         assert len(put_ring_bufs) == len(response_ring_bufs) == len(worker_bells)
         self.store_config = store_config
         self.commitlog = commitlog            # recovered by the supervisor before the fork
@@ -278,6 +284,9 @@ class Writer(Child):
     def housekeeping(self) -> None:
         """The disk-full guard every second; a retention pass every cleanResourceInterval."""
         now = _mono_ms()
+        if self.stats_link is not None and now >= self._next_stats_ms:
+            self._next_stats_ms = now + limits.METRICS_SHIP_INTERVAL_MS
+            self.stats_link.ship(self.stats.take())
         if now >= self._next_disk_check_ms:
             self._check_disk()
         if now >= self._next_retention_ms:
@@ -324,8 +333,10 @@ class Writer(Child):
             return
         started = _mono_ms()
         self.beat(busy_since_ms=started)      # a long fdatasync is a stalled disk, not a hang
+        flush_started = time.perf_counter()
         try:
             cl.flush()
+            self.stats.observe_flush(time.perf_counter() - flush_started)
         except StoreError:
             log.exception("CommitLog flush failed; the writer exits so recovery can check the log")
             raise SystemExit(1) from None

@@ -37,6 +37,9 @@ def _register_subcommands() -> None:
     broker_cli.register(app)
     store_cli.register(app)
     tune_cli.register(app)
+    from rocketpy.cli import admin as admin_cli
+
+    admin_cli.register(app)
 
 
 _register_subcommands()

@@ -15,7 +15,8 @@ import dataclasses
 import enum
 import errno
 import os
-from collections.abc import Callable, Iterable
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from rocketpy.tune import settings, units
@@ -313,10 +314,44 @@ def apply(root: str | os.PathLike[str], host: Host, exec_path: str = units.EXEC_
         live = ()   # a note in the plan says the running kernel is left alone
     notes = list(the_plan.notes)
     if the_plan.live and any(f.action is not FileAction.UNCHANGED for f in file_results):
-        notes.append("next: `systemd-sysusers` (creates the rocketpy user), "
-                     "`systemctl daemon-reload`, then `systemctl enable --now "
-                     "rocketpy-namesrv rocketpy-broker`")
+        notes.extend(systemd_steps(systemd_booted(), run_command))
     return ApplyReport(file_results, live, tuple(notes))
+
+
+SYSTEMD_STEPS = (("systemd-sysusers",), ("systemctl", "daemon-reload"))
+Runner = Callable[[Sequence[str]], tuple[int, str]]
+
+
+def systemd_booted() -> bool:
+    """sd_booted(3): systemd is PID 1 when /run/systemd/system exists."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def run_command(argv: Sequence[str]) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return proc.returncode, (proc.stderr or proc.stdout).strip()
+
+
+def systemd_steps(booted: bool, run: Runner) -> list[str]:
+    """After new units: create the rocketpy user and make systemd read the units (when systemd runs
+    here); the notes say what happened and what is left to do."""
+    enable = "`systemctl enable --now rocketpy-namesrv rocketpy-broker`"
+    if not booted:
+        return ["systemd is not running here: on the target run `systemd-sysusers`, `systemctl daemon-reload`, "
+                f"then {enable}"]
+    notes = []
+    for argv in SYSTEMD_STEPS:
+        code, out = run(argv)
+        cmd = " ".join(argv)
+        if code != 0:
+            notes.append(f"`{cmd}` failed ({code}: {out[:200]}); run it by hand, then {enable}")
+            return notes
+        notes.append(f"ran `{cmd}`")
+    notes.append(f"next: {enable}")
+    return notes
 
 
 def _install(change: FileChange) -> FileResult:

@@ -143,6 +143,7 @@ class Cluster:
             "workerCount": "2",
             "registerNameServerPeriod": "2000",
             "childHeartbeatTimeout": "10000",
+            "metricsPort": "0",
             **self.broker_props,
             **props,
         }

@@ -9,18 +9,19 @@ from pathlib import Path
 import rocketpy
 
 PACKAGE_ROOT = Path(rocketpy.__file__).parent
-COMMON = {"limits", "errors", "clock", "config", "sdnotify", "__init__"}
+COMMON = {"limits", "errors", "clock", "config", "sdnotify", "__init__", "progress"}
 
 # area -> areas it may import (besides itself and COMMON)
 ALLOWED: dict[str, set[str]] = {
     "protocol": set(),
     "store": {"protocol"},
     "ipc": set(),
-    "namesrv": {"protocol"},
+    "namesrv": {"protocol", "metrics"},
     "client": {"protocol"},
-    "broker": {"protocol", "store", "ipc", "client"},
+    "broker": {"protocol", "store", "ipc", "client", "metrics"},
     "tune": set(),
-    "cli": {"protocol", "store", "ipc", "namesrv", "client", "broker", "tune"},
+    "cli": {"protocol", "store", "ipc", "namesrv", "client", "broker", "tune", "metrics"},
+    "metrics": {"protocol"},
 }
 
 

@@ -53,6 +53,7 @@ from rocketpy.broker.internal import (
     InternalCode,
     connection_key,
 )
+from rocketpy.broker.metrics import BrokerMetrics
 from rocketpy.broker.reading import FollowingReader
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.config import BrokerConfig, BrokerRole, StoreConfig
@@ -182,6 +183,7 @@ class ControlServer:
         self.producers = ProducerManager(clock=clock, expiry_ms=broker.client_expiry_ms)
         self.locks = RebalanceLockManager(clock=clock)
         self.registrar = registrar if registrar is not None else Registrar(broker, self.topics.wrapper)
+        self.metrics = BrokerMetrics(self)
         self.client_scan_interval_ms = client_scan_interval_ms or min(
             CLIENT_SCAN_INTERVAL_MS_DEFAULT, max(100, broker.client_expiry_ms // 4))
         self.connections: set[WorkerConnection] = set()
@@ -224,6 +226,7 @@ class ControlServer:
             raise
         self.socket_name = socket_name
         self.registrar.start()
+        await self.metrics.start()
         self._tasks.append(loop.create_task(self._every(max(100, self.broker.flush_consumer_offset_interval_ms),
                                                         self.persist_offsets), name="control-offsets"))
         self._tasks.append(loop.create_task(self._every(self.client_scan_interval_ms, self.scan_clients),
@@ -246,6 +249,7 @@ class ControlServer:
             self.persist_offsets()
         except OSError as exc:
             log.error("cannot persist consumer offsets at shutdown: %s", exc)
+        await self.metrics.stop()
         await self.registrar.stop()
         if unregister:
             await self.registrar.unregister_all()
@@ -608,6 +612,7 @@ class ControlServer:
             "earliestMessageTimeStamp": "0",
             "brokerRole": self.broker.broker_role.value,
         }
+        info.update(self.metrics.runtime_fields())
         try:
             usage = shutil.disk_usage(self.store.store_path_root_dir)
         except OSError:
@@ -621,6 +626,28 @@ class ControlServer:
 
     def handle_get_broker_runtime_info(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         return request.response(ResponseCode.SUCCESS, body=KVTable(self.runtime_info()).to_json())
+
+    # --- admin statistics (mqadmin topicStatus / consumerProgress) --------------------------------
+
+    def handle_get_topic_stats_info(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        from rocketpy.broker.control.consume_stats import topic_stats
+
+        header = headers.GetTopicStatsInfoRequestHeader.from_ext(request.ext_fields)
+        stats = topic_stats(self, header.topic)
+        if stats is None:
+            return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{header.topic}] not exist")
+        return request.response(ResponseCode.SUCCESS, body=stats.to_json())
+
+    def handle_stats(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        self.metrics.add(request.body)
+        return request.response(ResponseCode.SUCCESS)
+
+    def handle_get_consume_stats(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        from rocketpy.broker.control.consume_stats import consume_stats
+
+        header = headers.GetConsumeStatsRequestHeader.from_ext(request.ext_fields)
+        stats = consume_stats(self, header.consumer_group, header.topic or None, self.metrics.group_get_tps)
+        return request.response(ResponseCode.SUCCESS, body=stats.to_json())
 
 
 def _connection_obj(ch: ClientChannel) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from rocketpy.broker.reading import FollowingReader
 from rocketpy.config import BrokerConfig, BrokerRole, StoreConfig
 from rocketpy.ipc.control_block import ControlBlock
 from rocketpy.ipc.queue_table import QueueTable
+from rocketpy.metrics.stats import ProcessStats
 from rocketpy.protocol import topics as t
 from rocketpy.protocol.bodies import TopicConfig
 
@@ -58,6 +59,8 @@ class WorkerContext:
         self.topics_version = 0
         # Set by the worker: batches a consumer offset for control (pulls with COMMIT_OFFSET).
         self.commit_offset: Callable[[str, str, int, int], None] = _drop_offset
+        # Counters shipped to control once a second (broker/metrics.py).
+        self.stats = ProcessStats(f"worker{slot}")
 
     def reader(self) -> StoreReader:
         """The store reader, its maps refreshed when retention or a writer restart changed the

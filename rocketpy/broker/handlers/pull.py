@@ -23,6 +23,7 @@ SUSPEND flag is parked (long_polling); without the flag it is answered at once
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from rocketpy import limits
@@ -161,10 +162,14 @@ class PullHandlers:
     def execute(self, request: RemotingCommand, header: PullMessageRequestHeader,
                 tag_codes: frozenset[int] | None) -> RemotingCommand:
         """Read and build the response (also what a woken parked pull runs)."""
+        started = time.perf_counter()
         result = self.read(header, tag_codes)
         status = result.status
         code = pull_code(status, header.queue_offset)
         body = b"".join(result.records) if code == ResponseCode.SUCCESS else b""
+        if body:
+            self.ctx.stats.observe_pull(header.consumer_group, header.topic, len(result.records), len(body),
+                                        time.perf_counter() - started)
         return request.response(code, status.value, {
             "suggestWhichBrokerId": "0",
             "nextBeginOffset": str(result.next_begin_offset),

@@ -574,6 +574,10 @@ class SendHandlers:
 
     def _ok(self, put: PendingPut, code: int) -> RemotingCommand:
         ctx = self.ctx
+        if code == ResponseCode.SUCCESS:
+            ext = put.request.ext_fields
+            ctx.stats.observe_put(str(ext.get("topic") or ext.get("b") or ""), len(put.sizes), sum(put.sizes),
+                                  time.monotonic() - put.sent_at)
         if len(put.sizes) == 1:
             msg_id = offset_msg_id(ctx.store_host, ctx.store_port, put.first_phys)
         else:
