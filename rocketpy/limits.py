@@ -148,3 +148,20 @@ assert REGISTER_PERIOD_MS_MIN < REGISTER_PERIOD_MS_MAX
 assert CONTROL_RECONNECT_MIN_MS < CONTROL_RECONNECT_MAX_MS < CONTROL_REQUEST_TIMEOUT_MS
 assert WORKER_DRAIN_WAIT_MIN_S <= WORKER_DRAIN_WAIT_MAX_S
 assert WORKER_COMMIT_OFFSETS_BATCH_MAX <= CONTROL_COMMIT_OFFSETS_ENTRIES_MAX
+
+# --- transactions (issue 5) -----------------------------------------------------
+
+# One check-back pass reads at most this many half messages and op messages; the rest waits
+# for the next pass (RocketMQ bounds a pass by time, 60 s; a count is deterministic).
+TRANSACTION_CHECK_HALF_PER_PASS_MAX = 2000
+TRANSACTION_CHECK_OP_PER_PASS_MAX = 8000
+TRANSACTION_CHECK_READ_BATCH_MAX = 32          # records per read of the half or op queue (RocketMQ: 32)
+TRANSACTION_CHECK_INTERVAL_MS_MIN = 100        # floor of transactionCheckInterval's timer
+# An END_TRANSACTION in progress holds its half message this long at most (it normally lets go
+# when its puts are answered; a worker that dies lets go at once).
+TRANSACTION_END_CLAIM_TIMEOUT_MS = 60_000
+# A worker's END_TRANSACTION waits this long for each of its puts (the real message, the op).
+TRANSACTION_END_PUT_TIMEOUT_MS = 30_000
+
+assert TRANSACTION_CHECK_READ_BATCH_MAX <= PULL_MSG_NUMS_MAX
+assert TRANSACTION_END_PUT_TIMEOUT_MS < TRANSACTION_END_CLAIM_TIMEOUT_MS, "a claim outlives its puts"
