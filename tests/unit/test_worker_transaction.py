@@ -315,3 +315,27 @@ def test_reject_transaction_message_and_slave(tmp_path: Path) -> None:
         assert e.code == ResponseCode.SLAVE_NOT_AVAILABLE
     finally:
         slave.close()
+
+
+def test_a_commit_stored_without_its_op_message_is_not_stored_again(tx: TxRig) -> None:
+    """A worker killed between the commit and the op message: the next END_TRANSACTION finds the
+    committed copy through the IndexFile and stores only the op message."""
+    async def main() -> None:
+        c = await tx.start()
+        ok = await c.call(send_half(c))
+        (half,) = read_queue(tx, HALF_TOPIC, 0)
+        props = parse_properties(half.properties)
+        first = tx.rig.server.send.put_record(
+            "TopicA", 2, half.body, half.properties, flag=half.flag, sys_flag=TRANSACTION_COMMIT,
+            born_timestamp_ms=half.born_timestamp, born_ip=bytes([10, 1, 2, 3]), born_port=half.born_port,
+            prepared_transaction_offset=half.phys_offset)
+        assert (await first).code == ResponseCode.SUCCESS
+        assert props["UNIQ_KEY"] == "UNIQ0001"
+        r = await c.call(end(c, ok, TRANSACTION_COMMIT, from_check=True))
+        assert r.code == ResponseCode.SUCCESS, r.remark
+        (op,) = await settle(tx, OP_TOPIC, 0, 1)
+        assert op.body == b"0"
+        (real,) = read_queue(tx, "TopicA", 2)
+        assert real.prepared_transaction_offset == half.phys_offset
+        await tx.stop()
+    asyncio.run(main())

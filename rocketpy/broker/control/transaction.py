@@ -37,9 +37,10 @@ reports the op message's queue offset), when the worker's connection to control 
 after TRANSACTION_END_CLAIM_TIMEOUT_MS. A claim also first catches up on the op queue, so a control
 that restarted knows every op message already stored.
 
-What remains at-least-once (as in RocketMQ): a worker killed between storing the committed
-message and storing its op message leaves the half unresolved; the next check-back asks the
-producer again and a commit answer stores the message a second time.
+A worker killed between storing the committed message and storing its op message leaves the half
+unresolved: the next check-back asks the producer again, and the worker serving the answer finds
+the committed copy (handlers/transaction.py) and stores only the op message. Without the IndexFile
+(messageIndexEnable=false) that answer stores the message a second time, as RocketMQ would.
 """
 
 from __future__ import annotations

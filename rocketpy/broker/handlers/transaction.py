@@ -23,7 +23,10 @@ properties keep REAL_TOPIC, REAL_QID and TRAN_MSG: RocketMQ 4.9.x clears them fr
 map only after it serialized the map into the stored string. UNIQ_KEY is kept, so the client's
 msgId of the message stays the same. Both puts use WAIT=false (RocketMQ's too); the op message is
 put only once the committed message is stored, so the CommitLog holds it first and no recovery
-can keep an op message without its committed message.
+can keep an op message without its committed message. A worker killed between the two puts leaves
+a committed half without its op message; the next END_TRANSACTION for it (the check-back's answer)
+finds the committed copy through the IndexFile (UNIQ_KEY in the real topic, same
+preparedTransactionOffset) and stores only the op message.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ REMOVE_TAG = "d"
 # Put answers RocketMQ counts as stored (EndTransactionProcessor.sendFinalMessage).
 _STORED = frozenset({ResponseCode.SUCCESS, ResponseCode.FLUSH_DISK_TIMEOUT, ResponseCode.FLUSH_SLAVE_TIMEOUT,
                      ResponseCode.SLAVE_NOT_AVAILABLE})
+_NO_END_MS = 1 << 62                # an index query with no upper bound on store time
 _REAL_PREFIXES = (PROPERTY_REAL_TOPIC + NAME_VALUE_SEPARATOR, PROPERTY_REAL_QUEUE_ID + NAME_VALUE_SEPARATOR)
 
 
@@ -160,7 +164,10 @@ class TransactionHandlers:
         commit = header.commit_or_rollback == TRANSACTION_COMMIT
         op_offset: int | None = None             # None: nothing stored, the claim is let go
         try:
-            if commit:
+            if commit and self._already_committed(half):
+                log.warning("half offset %d (msgId %s) was committed before its op message was stored (a worker "
+                            "died in between?); storing only the op message now", half_offset, header.msg_id)
+            elif commit:
                 stored = await self._put(self._commit_put(half))
                 if stored.code not in _STORED:
                     log.error("commit of half offset %d failed: %s %s", half_offset, stored.code, stored.remark)
@@ -186,6 +193,29 @@ class TransactionHandlers:
             if not link.send_oneway(RemotingCommand.request(InternalCode.TRANSACTION_DONE, done)):
                 log.warning("control not reachable to record the end of half offset %d; its op message will tell it",
                             half_offset)
+
+    def _already_committed(self, half: MessageRecord) -> bool:
+        """Whether the store holds a committed copy of this half already: a worker killed after storing
+        the commit and before its op message. Found through the IndexFile by UNIQ_KEY in the real topic
+        (the index is built within moments; a check-back comes an interval later)."""
+        props = half.property_map()
+        uniq, real_topic = props.get(PROPERTY_UNIQ_KEY), props.get(PROPERTY_REAL_TOPIC)
+        if not uniq or not real_topic:
+            return False
+        ctx = self.ctx
+        reader = ctx.reader()
+        committed = ctx.control_block.committed_offset
+        for phys in reader.query_by_key(real_topic, uniq, limits.INDEX_QUERY_RESULTS_MAX, half.store_timestamp,
+                                        _NO_END_MS, committed_offset=committed):
+            view = reader.read_record(phys, committed)
+            try:
+                rec = decode_record(view) if view is not None else None
+            except ProtocolError:
+                continue
+            if rec is not None and rec.topic == real_topic and rec.prepared_transaction_offset == half.phys_offset \
+                    and rec.sys_flag & TRANSACTION_TYPE_MASK == TRANSACTION_COMMIT:
+                return True
+        return False
 
     async def _put(self, future: asyncio.Future[RemotingCommand]) -> RemotingCommand:
         try:
