@@ -156,7 +156,6 @@ ADMIN_TIMEOUT_MS_DEFAULT = 5000  # one admin request to a broker or NameServer
 ADMIN_QUERY_MESSAGES_MAX = 64  # messages one `admin query-key` prints (QUERY_MESSAGE maxNum)
 ADMIN_CONSUME_MSGS_MAX = 32  # maxMsgNums of one pull of `rocketpy consume`
 CONSUME_FOLLOW_POLL_MS = 500  # `rocketpy consume --follow` polls an idle topic this often
-CONSUME_FOLLOW_POLL_MS = 500  # `rocketpy consume --follow` polls an idle topic this often
 METRICS_PORT_OFFSET = 5  # metricsPort default: listenPort + this (broker 10916, NameServer 9881)
 METRICS_SHIP_INTERVAL_MS = 1000  # workers and the writer ship their counters to control this often
 METRICS_TOPIC_SERIES_MAX = 1024  # topics (and groups) one process reports; beyond, "_other"
@@ -165,9 +164,24 @@ METRICS_HTTP_TIMEOUT_S = 5.0  # a scrape that has not sent its request by then i
 METRICS_PAGECACHE_FILES_MAX = 4  # newest CommitLog files whose page-cache residency is measured
 METRICS_PAGECACHE_INTERVAL_MS = 10_000  # residency is re-measured at most this often
 METRICS_HTTP_SCRAPE_SIZE_MAX = 16 * MIB  # `admin broker-status` reads at most this much of an endpoint
-METRICS_HTTP_SCRAPE_SIZE_MAX = 16 * MIB  # `admin broker-status` reads at most this much of an endpoint
 METRICS_TPS_WINDOW_S = 600  # per-second history kept for putTps/getTps (10 s, 60 s, 600 s)
 PROGRESS_INTERVAL_S = 0.5  # a terminal progress line is redrawn at most this often
 PROGRESS_LOG_INTERVAL_S = 10.0  # long work logs its progress at most this often when not on a terminal
 
 assert METRICS_TPS_WINDOW_S >= 60
+# --- transactions (issue 5) -----------------------------------------------------
+
+# One check-back pass reads at most this many half messages and op messages; the rest waits
+# for the next pass (RocketMQ bounds a pass by time, 60 s; a count is deterministic).
+TRANSACTION_CHECK_HALF_PER_PASS_MAX = 2000
+TRANSACTION_CHECK_OP_PER_PASS_MAX = 8000
+TRANSACTION_CHECK_READ_BATCH_MAX = 32          # records per read of the half or op queue (RocketMQ: 32)
+TRANSACTION_CHECK_INTERVAL_MS_MIN = 100        # floor of transactionCheckInterval's timer
+# An END_TRANSACTION in progress holds its half message this long at most (it normally lets go
+# when its puts are answered; a worker that dies lets go at once).
+TRANSACTION_END_CLAIM_TIMEOUT_MS = 60_000
+# A worker's END_TRANSACTION waits this long for each of its puts (the real message, the op).
+TRANSACTION_END_PUT_TIMEOUT_MS = 30_000
+
+assert TRANSACTION_CHECK_READ_BATCH_MAX <= PULL_MSG_NUMS_MAX
+assert TRANSACTION_END_PUT_TIMEOUT_MS < TRANSACTION_END_CLAIM_TIMEOUT_MS, "a claim outlives its puts"

@@ -20,6 +20,8 @@ Requests only the broker's own processes send use the private codes below
 | PUSH_TO_CLIENT | control -> worker, oneway | X_CONN; body: one encoded remoting frame | write this request (e.g. NOTIFY_CONSUMER_IDS_CHANGED) to that client connection |
 | GROUPS_CHANGED | control -> worker, oneway | body: {"subscriptionGroupTable": {...}} | consumer group configs |
 | STATS | worker or writer -> control, oneway | body: one interval's counters (metrics/stats.py) | metrics, once a second |
+| TRANSACTION_CLAIM | worker -> control | halfOffset, commitLogOffset, X_WORKER | END_TRANSACTION may end this half message (SUCCESS), or it is already ended or being ended (SYSTEM_ERROR + why) |
+| TRANSACTION_DONE | worker -> control, oneway | halfOffset, opOffset (-1: no op message), X_WORKER | the half message is ended; lets go of its claim (opOffset absent: nothing was put, the claim is just released) |
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class InternalCode(enum.IntEnum):
     TOPICS_CHANGED = 9101
     PUSH_TO_CLIENT = 9102
     GROUPS_CHANGED = 9103
+    TRANSACTION_CLAIM = 9201
+    TRANSACTION_DONE = 9202
 
 
 # Ext fields a worker adds to forwarded client requests.

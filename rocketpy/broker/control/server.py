@@ -44,6 +44,7 @@ from rocketpy.broker.control.groups import SubscriptionGroupConfig, Subscription
 from rocketpy.broker.control.offsets import ConsumerOffsetManager
 from rocketpy.broker.control.registration import Registrar
 from rocketpy.broker.control.topics import TopicConfigManager, TopicRefused
+from rocketpy.broker.control.transaction import HALF_TOPIC, StoreQueueSource, TransactionService
 from rocketpy.broker.internal import (
     X_CLIENT_ADDR,
     X_CONN,
@@ -182,6 +183,11 @@ class ControlServer:
                                          expiry_ms=broker.client_expiry_ms)
         self.producers = ProducerManager(clock=clock, expiry_ms=broker.client_expiry_ms)
         self.locks = RebalanceLockManager(clock=clock)
+        tx_source = (StoreQueueSource(store_reader, queue_table, control_block)
+                     if store_reader is not None and queue_table is not None and control_block is not None else None)
+        self.transactions = TransactionService(self.config_dir, broker, store, source=tx_source,
+                                               producers=self.producers, push=self.push_to_client, clock=clock,
+                                               on_progress=self._transaction_progress)
         self.registrar = registrar if registrar is not None else Registrar(broker, self.topics.wrapper)
         self.metrics = BrokerMetrics(self)
         self.client_scan_interval_ms = client_scan_interval_ms or min(
@@ -208,6 +214,7 @@ class ControlServer:
         self.topics.load()
         self.groups.load()
         self.offsets.load()
+        self.transactions.load()
         self._loaded = True
 
     async def start(self, socket_name: str) -> None:
@@ -231,6 +238,9 @@ class ControlServer:
                                                         self.persist_offsets), name="control-offsets"))
         self._tasks.append(loop.create_task(self._every(self.client_scan_interval_ms, self.scan_clients),
                                             name="control-client-scan"))
+        self._tasks.append(loop.create_task(self._every(
+            max(limits.TRANSACTION_CHECK_INTERVAL_MS_MIN, self.broker.transaction_check_interval_ms),
+            self.check_transactions), name="control-transaction-check"))
         log.info("control serving workers on %r; %d topics, %d groups, namesrv %s",
                  socket_name, len(self.topics.table), len(self.groups.table),
                  ",".join(self.broker.namesrv_addrs) or "(none)")
@@ -250,6 +260,10 @@ class ControlServer:
         except OSError as exc:
             log.error("cannot persist consumer offsets at shutdown: %s", exc)
         await self.metrics.stop()
+        try:
+            self.transactions.persist_if_changed()
+        except OSError as exc:
+            log.error("cannot persist the transaction check state at shutdown: %s", exc)
         await self.registrar.stop()
         if unregister:
             await self.registrar.unregister_all()
@@ -276,6 +290,14 @@ class ControlServer:
     def persist_offsets(self) -> None:
         self.offsets.persist()
 
+    def check_transactions(self) -> None:
+        """One transaction check-back pass (transactionCheckInterval)."""
+        self.transactions.check_pass()
+
+    def _transaction_progress(self, half_progress: int) -> None:
+        # RocketMQ keeps this progress as the consumer offset of CID_RMQ_SYS_TRANS; operators look there.
+        self.offsets.commit(t.CID_RMQ_SYS_TRANS, HALF_TOPIC, 0, half_progress)
+
     def scan_clients(self) -> None:
         self.consumers.scan_expired()
         self.producers.scan_expired()
@@ -288,6 +310,7 @@ class ControlServer:
             del self.workers[conn.slot]
             dropped = self.consumers.worker_gone(conn.slot)
             self.producers.worker_gone(conn.slot)
+            self.transactions.worker_gone(conn.slot)
             log.info("worker slot %d disconnected from control%s; %d consumer connections dropped",
                      conn.slot, f" ({exc})" if exc else "", dropped)
 
@@ -391,6 +414,7 @@ class ControlServer:
             self.workers.pop(slot)
             self.consumers.worker_gone(slot)
             self.producers.worker_gone(slot)
+            self.transactions.worker_gone(slot)
             old.close()
         conn.slot = slot
         conn.name = f"worker slot {slot}"
@@ -441,6 +465,21 @@ class ControlServer:
                 raise ProtocolError(f"{what}: expected [group, topic, queueId, offset]")
             self.offsets.commit(as_str(item[0], what), as_str(item[1], what),
                                 as_int(item[2], what, -(1 << 31), (1 << 31) - 1), as_int(item[3], what))
+        return request.response(ResponseCode.SUCCESS)
+
+    def handle_transaction_claim(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        """May this END_TRANSACTION end the half message? (control/transaction.py)"""
+        half_offset = self._ext_int(request, "halfOffset")
+        slot = conn.slot if conn.slot is not None else self._ext_int(request, X_WORKER)
+        refusal = self.transactions.claim(half_offset, self._ext_int(request, "commitLogOffset"), slot)
+        if refusal is not None:
+            return request.response(ResponseCode.SYSTEM_ERROR, refusal)
+        return request.response(ResponseCode.SUCCESS)
+
+    def handle_transaction_done(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        op_offset = request.ext_str("opOffset")
+        self.transactions.done(self._ext_int(request, "halfOffset"),
+                               None if op_offset is None else as_int(op_offset, "opOffset"))
         return request.response(ResponseCode.SUCCESS)
 
     # --- clients --------------------------------------------------------------------------------

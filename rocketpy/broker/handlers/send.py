@@ -28,11 +28,13 @@ bytes with the BORNHOST_V6 sysFlag bit — the C++ and ali-ons clients cannot
 decode that, so serve them over IPv4); store host = brokerIP1:listenPort, the
 address clients reach the broker at (VIEW_MESSAGE_BY_ID and send-back rely on it).
 
+A message whose property TRAN_MSG is true is stored as a transactional half
+message (handlers/transaction.py); a PREPARED or ROLLBACK sysFlag without it is
+MESSAGE_ILLEGAL (RocketMQ would store a record no queue ever shows).
+
 TODO(issue 5): `%RETRY%` reconsume limits and the DLQ, DELAY (SCHEDULE_TOPIC_XXXX)
-and transactional half messages are not implemented yet. Until then a DELAY or
-TRAN_MSG message is stored as a normal message of its own topic, visible at
-once (a PREPARED/ROLLBACK sysFlag is reset to NOT so the record gets a queue
-entry instead of vanishing), and each such store is logged.
+are not implemented yet. Until then a DELAY message is stored as a normal
+message of its own topic, visible at once, and each such store is logged.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ from rocketpy.protocol.message import (
     PROPERTY_SEPARATOR,
     PROPERTY_TRANSACTION_PREPARED,
     PROPERTY_WAIT_STORE_MSG_OK,
-    TRANSACTION_COMMIT,
-    TRANSACTION_NOT,
+    TRANSACTION_PREPARED,
+    TRANSACTION_ROLLBACK,
     TRANSACTION_TYPE_MASK,
     SysFlag,
     format_properties,
@@ -327,8 +329,8 @@ class SendHandlers:
         if config.topic_filter_type is TopicFilterType.MULTI_TAG:
             sys_flag |= _MULTI_TAGS
         props, wait = wait_and_strip(header.properties or "")
-        if _TRAN_PREFIX in props and _has_true(props, _TRAN_PREFIX) and \
-                self.ctx.broker_config.reject_transaction_message:
+        transactional = _TRAN_PREFIX in props and _has_true(props, _TRAN_PREFIX)
+        if transactional and self.ctx.broker_config.reject_transaction_message:
             return request.response(ResponseCode.NO_PERMISSION,
                                     f"the broker[{self.ctx.store_host}] sending transaction message is forbidden")
         props = with_cluster(props, self.ctx.cluster_name)
@@ -339,7 +341,16 @@ class SendHandlers:
             return request.response(
                 ResponseCode.MESSAGE_ILLEGAL,
                 f"message body is {len(body)} bytes; maxMessageSize is {self.max_message_size}")
-        sys_flag = self._deferred_features(topic, props, sys_flag)
+        if transactional:       # a half message, until END_TRANSACTION (handlers/transaction.py)
+            from rocketpy.broker.handlers.transaction import half_message  # imports this module
+
+            topic, queue_id, props, sys_flag = half_message(topic, queue_id, props, sys_flag)
+        elif sys_flag & TRANSACTION_TYPE_MASK in (TRANSACTION_PREPARED, TRANSACTION_ROLLBACK):
+            return request.response(ResponseCode.MESSAGE_ILLEGAL,
+                                    "the sysFlag marks a transactional half message but property TRAN_MSG is not "
+                                    "true; send it with a transactional producer")
+        else:
+            sys_flag = self._deferred_features(topic, props, sys_flag)
         props_b = props.encode()
         if len(props_b) > limits.PROPERTIES_SIZE_MAX:
             return request.response(
@@ -399,16 +410,10 @@ class SendHandlers:
         return self._put(request, conn, topic, queue_id, sys_flag, parts, sizes, wait, FLAG_BATCH)
 
     def _deferred_features(self, topic: str, props: str, sys_flag: int) -> int:
-        """TODO(issue 5): delay, transactions and retry limits. Store such messages as normal ones."""
+        """TODO(issue 5): delay and retry limits. Store such messages as normal ones."""
         kind = None
         if _DELAY_PREFIX in props and _delay_level(props) > 0:
             kind = "DELAY"
-        tx = sys_flag & TRANSACTION_TYPE_MASK
-        if tx not in (TRANSACTION_NOT, TRANSACTION_COMMIT):
-            sys_flag &= ~TRANSACTION_TYPE_MASK        # else the record would get no queue entry
-            kind = "transactional"
-        elif _TRAN_PREFIX in props and _has_true(props, _TRAN_PREFIX):
-            kind = "transactional"
         if kind is not None and (kind, topic) not in self._warned_deferred:
             self._warned_deferred.add((kind, topic))
             log.warning("%s messages are not supported yet (issue 5): storing them in topic %s as normal "
@@ -439,15 +444,15 @@ class SendHandlers:
         return sys_flag
 
     def _record_parts(self, body: bytes, topic_part: bytes, props_b: bytes, queue_id: int, flag: int,
-                      sys_flag: int, born_ts: int, born_ip: bytes, born_port: int, reconsume: int
-                      ) -> tuple[list[bytes], int]:
+                      sys_flag: int, born_ts: int, born_ip: bytes, born_port: int, reconsume: int,
+                      prepared_tx_offset: int = 0) -> tuple[list[bytes], int]:
         """One stored record as parts: fixed head, body, topic, properties (queue offset, phys offset
         and store time are left 0 for the writer to patch)."""
         head = _HEADS[(len(born_ip), len(self.store_ip))]
         size = head.size + len(body) + len(topic_part) + 2 + len(props_b)
         head_b = head.pack(size, MESSAGE_MAGIC, zlib.crc32(body) & 0x7FFFFFFF, queue_id, flag, 0, 0, sys_flag,
-                           born_ts, born_ip, born_port, 0, self.store_ip, self.ctx.store_port, reconsume, 0,
-                           len(body))
+                           born_ts, born_ip, born_port, 0, self.store_ip, self.ctx.store_port, reconsume,
+                           prepared_tx_offset, len(body))
         return [head_b, body, topic_part, _PROPS_LEN.pack(len(props_b)) + props_b], size
 
     # --- the ring -------------------------------------------------------------------------------------
@@ -457,7 +462,7 @@ class SendHandlers:
 
     def put_record(self, topic: str, queue_id: int, body: bytes, props: str, *, flag: int = 0, sys_flag: int = 0,
                    born_timestamp_ms: int, born_ip: bytes, born_port: int, reconsume_times: int = 0,
-                   wait: bool = True) -> asyncio.Future[RemotingCommand]:
+                   wait: bool = True, prepared_transaction_offset: int = 0) -> asyncio.Future[RemotingCommand]:
         """Put one message the broker itself makes (send-back, transaction commit, ...) through this
         worker's ring. The future resolves to the response a client would get for the same send:
         SUCCESS (ext msgId, queueId, queueOffset) once stored — and flushed under SYNC_FLUSH when
@@ -477,7 +482,8 @@ class SendHandlers:
             topic_b = topic.encode()
             sys_flag = self._host_flags(sys_flag, len(born_ip) == 16)
             parts, size = self._record_parts(body, bytes((len(topic_b),)) + topic_b, props_b, queue_id, flag,
-                                             sys_flag, born_timestamp_ms, born_ip, born_port, reconsume_times)
+                                             sys_flag, born_timestamp_ms, born_ip, born_port, reconsume_times,
+                                             prepared_transaction_offset)
             refused = self._put(request, FutureSink(future), topic, queue_id, sys_flag, parts, [size], wait, 0)
         if refused is not None:
             future.set_result(refused)
