@@ -25,11 +25,13 @@ from rocketpy.client.selector import (
     SelectMessageQueueByHash,
     SelectMessageQueueByRandom,
 )
+from rocketpy.client.transaction import AsyncTransactionProducer, TransactionProducer
 from rocketpy.protocol.bodies import ConsumeFromWhere
 
 __all__ = [
     "AsyncLitePullConsumer",
     "AsyncProducer",
+    "AsyncTransactionProducer",
     "ClientConfig",
     "ClientInstance",
     "ConsumeFromWhere",
@@ -48,5 +50,6 @@ __all__ = [
     "SelectMessageQueueByRandom",
     "SendResult",
     "SendStatus",
+    "TransactionProducer",
     "TransactionSendResult",
 ]
