@@ -228,6 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--broker", metavar="ADDR", help="a running broker, host:port")
     where.add_argument("--start", action="store_true", help="start a broker of our own on loopback")
+    where.add_argument("--namesrv", metavar="ADDR", help="a NameServer (needed by --client sdk)")
     p.add_argument("--broker-pid", type=int, default=None, help="the running broker's pid, for its CPU")
     p.add_argument("--topic", default="BenchTopic")
     p.add_argument("--queues", type=int, default=8, help="queues of the topic (default 8)")
@@ -255,7 +256,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-coalesce", dest="coalesce", action="store_false",
                    help="write each request at once (the stock RemotingConnection.request) instead of "
                         "one write per event-loop turn")
+    p.add_argument("--client", choices=("raw", "sdk"), default="raw",
+                   help="raw: hand-built requests (default); sdk: rocketpy.client's lite pull consumer "
+                        "(needs --namesrv), reporting client CPU per 100k messages")
+    p.add_argument("--backlog-count", type=int, default=0,
+                   help="with --client sdk: stop after this many messages (0: --duration only)")
     args = p.parse_args(argv)
+    if args.client == "sdk" and not args.namesrv:
+        p.error("--client sdk needs --namesrv")
+    if args.namesrv and args.client != "sdk":
+        p.error("--namesrv is for --client sdk; give the raw client --broker")
     import common
     common.COALESCE = args.coalesce
     if args.duration is None:
@@ -267,6 +277,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.client == "sdk":
+        import sdk_client
+        result = asyncio.run(sdk_client.consume(args))
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                 "result": result}, indent=2))
+        return 0
     lines: list[str] = []
 
     def out(line: str) -> None:
