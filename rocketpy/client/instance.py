@@ -152,6 +152,8 @@ class ClientInstance:
         self._pull_from: dict[MessageQueue, int] = {}   # broker id a pull response suggested
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_lock = asyncio.Lock()
+        self._heartbeat_sent: set[str] = set()        # broker addresses heartbeated at least once
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -210,9 +212,10 @@ class ClientInstance:
         key = (id(self._loop), self.client_id)
         if self._instances.get(key) is self:
             del self._instances[key]
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._side_tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.remoting.close()
@@ -344,8 +347,17 @@ class ClientInstance:
         self._routes[topic] = route
         self._default_routed.pop(topic, None)
         self._topics_in_use.add(topic)
+        learned = False
         for bd in route.broker_datas:
             self._broker_addrs[bd.broker_name] = dict(bd.broker_addrs)
+            learned = learned or any(a not in self._heartbeat_sent for a in bd.broker_addrs.values())
+        if learned and (self._producers or self._consumers) and not self._closed:
+            # A broker must know its producers and consumers before it needs them (a
+            # transaction check-back, a rebalance): heartbeat a new broker at once, not
+            # at the next 30 s tick.
+            task = self._loop.create_task(self.send_heartbeat_now(), name="rocketpy-heartbeat-new-broker")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
         if old != route:
             log.info("client %s: route of %s: %s", self.client_id, topic,
                      ", ".join(f"{q.broker_name}(w{q.write_queue_nums}/r{q.read_queue_nums})"
@@ -468,6 +480,7 @@ class ClientInstance:
                 except (RemotingConnectError, RemotingTimeoutError) as exc:
                     log.info("heartbeat to %s failed: %s", addr, exc)
 
+            self._heartbeat_sent.update(addrs)
             await asyncio.gather(*(one(a) for a in addrs))
 
     # --- requests from brokers ---------------------------------------------------------------------
