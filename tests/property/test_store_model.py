@@ -57,10 +57,17 @@ class StoreModel(RuleBasedStateMachine):
         self.clock = FakeClock(now_ms=time.time_ns() // 1_000_000)
         self.config = tiny_config(self.root)
         self.io: Any = io_module.FaultyFileIO()
-        self.store: Any = file_store.FileStore.open(self.config, self.io, self.clock)
+        self.store: Any = self._open_store()
         self.oracle = MemoryStore(self.config, self.clock)
         self.crashed_once = False
         self.serial = 0
+
+    def _open_store(self) -> Any:
+        store = file_store.FileStore.open(self.config, self.io, self.clock)
+        # The oracle sees an empty disk; so must the file store, whatever the host's real usage
+        # (above diskMaxUsedSpaceRatio it would delete files the oracle keeps).
+        store.disk_usage_ratio = lambda: 0.0
+        return store
 
     @initialize()
     def start(self) -> None:
@@ -108,7 +115,7 @@ class StoreModel(RuleBasedStateMachine):
         self.io.crash(lose_unsynced=lose_unsynced, torn_keep_bytes=torn)
         self.store.abandon()
         self.io = io_module.FaultyFileIO()
-        self.store = file_store.FileStore.open(self.config, self.io, self.clock)
+        self.store = self._open_store()
         self.crashed_once = True
         report = self.store.recovery_report
         end = self.store.committed_offset
