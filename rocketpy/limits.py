@@ -148,3 +148,16 @@ assert REGISTER_PERIOD_MS_MIN < REGISTER_PERIOD_MS_MAX
 assert CONTROL_RECONNECT_MIN_MS < CONTROL_RECONNECT_MAX_MS < CONTROL_REQUEST_TIMEOUT_MS
 assert WORKER_DRAIN_WAIT_MIN_S <= WORKER_DRAIN_WAIT_MAX_S
 assert WORKER_COMMIT_OFFSETS_BATCH_MAX <= CONTROL_COMMIT_OFFSETS_ENTRIES_MAX
+
+# --- filtering, subscriptions, rewind (issue 5: filter) -------------------------
+
+# SQL92 subscriptions: characters in one expression, parentheses/unary operators open at
+# once, and depth of the compiled tree (parser and evaluator recurse; Python's stack is 1000).
+SQL92_EXPRESSION_LENGTH_MAX = 16 * KIB
+SQL92_NESTING_DEPTH_MAX = 48
+SQL92_TREE_DEPTH_MAX = 128
+# Compiled selectors a worker keeps, keyed by (group, topic, expression, subVersion).
+SQL92_SELECTOR_CACHE_MAX = 1024
+# Queues one INVOKE_BROKER_TO_RESET_OFFSET may reset (readQueueNums is at most 1024 here).
+RESET_OFFSET_QUEUES_MAX = 1024
+assert SQL92_NESTING_DEPTH_MAX < SQL92_TREE_DEPTH_MAX
