@@ -146,6 +146,8 @@ class BrokerConfig:
         default=0, metadata=_key("workerCount", doc="rocketpy: reader/protocol worker processes (0 = cores)"))
     heartbeat_timeout_ms: int = dataclasses.field(
         default=30_000, metadata=_key("childHeartbeatTimeout", doc="rocketpy: a child silent this long is hung"))
+    enable_property_filter: bool = dataclasses.field(
+        default=False, metadata=_key("enablePropertyFilter", doc="serve SQL92 subscriptions"))
 
     def __post_init__(self) -> None:
         if not 0 < self.listen_port < 65536:

@@ -19,6 +19,7 @@ Requests only the broker's own processes send use the private codes below
 | TOPICS_CHANGED | control -> worker, oneway | body: TopicConfigSerializeWrapper JSON | the whole topic table, after every change and on WORKER_HELLO |
 | PUSH_TO_CLIENT | control -> worker, oneway | X_CONN; body: one encoded remoting frame | write this request (e.g. NOTIFY_CONSUMER_IDS_CHANGED) to that client connection |
 | GROUPS_CHANGED | control -> worker, oneway | body: {"subscriptionGroupTable": {...}} | consumer group configs |
+| SUBSCRIPTIONS_CHANGED | control -> worker, oneway | body: {"groups": {group: {"messageModel", "subscriptions": [SubscriptionData]}}} | consumers' subscriptions from heartbeats (`broker/filter/subscriptions.py`), the whole table after every change and on WORKER_HELLO |
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class InternalCode(enum.IntEnum):
     TOPICS_CHANGED = 9101
     PUSH_TO_CLIENT = 9102
     GROUPS_CHANGED = 9103
+    SUBSCRIPTIONS_CHANGED = 9104
 
 
 # Ext fields a worker adds to forwarded client requests.
