@@ -43,6 +43,7 @@ from rocketpy.broker.control.clients import (
 from rocketpy.broker.control.groups import SubscriptionGroupConfig, SubscriptionGroupManager
 from rocketpy.broker.control.offsets import ConsumerOffsetManager
 from rocketpy.broker.control.registration import Registrar
+from rocketpy.broker.control.rewind import reset_offset
 from rocketpy.broker.control.topics import TopicConfigManager, TopicRefused
 from rocketpy.broker.filter.subscriptions import (
     SelectorCache,
@@ -566,6 +567,11 @@ class ControlServer:
         header = headers.UpdateConsumerOffsetRequestHeader.from_ext(request.ext_fields)
         self.offsets.commit(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
         return request.response(ResponseCode.SUCCESS)
+
+    def handle_invoke_broker_to_reset_offset(self, request: RemotingCommand, conn: WorkerConnection
+                                             ) -> RemotingCommand:
+        """Rewind a group to a timestamp (control/rewind.py)."""
+        return reset_offset(self, request)
 
     def handle_get_all_consumer_offset(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         return request.response(ResponseCode.SUCCESS, body=self.offsets.wrapper().to_json())
