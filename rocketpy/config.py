@@ -149,6 +149,8 @@ class BrokerConfig:
     metrics_port: int = dataclasses.field(
         default=-1, metadata=_key("metricsPort", doc="rocketpy: Prometheus GET /metrics port, served by control "
                                   "(-1 = listenPort + 5, 0 = off)"))
+    enable_property_filter: bool = dataclasses.field(
+        default=False, metadata=_key("enablePropertyFilter", doc="serve SQL92 subscriptions"))
 
     def __post_init__(self) -> None:
         if not 0 < self.listen_port < 65536:

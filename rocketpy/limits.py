@@ -217,3 +217,15 @@ assert len(FAULT_LATENCY_MAX_MS) == len(FAULT_NOT_AVAILABLE_DURATION_MS)
 assert list(FAULT_LATENCY_MAX_MS) == sorted(FAULT_LATENCY_MAX_MS)
 assert LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT < LITE_PULL_CONSUMER_TIMEOUT_MS_WHEN_SUSPEND
 assert LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT <= PULL_SUSPEND_TIMEOUT_MS_MAX
+# --- filtering, subscriptions, rewind (issue 5: filter) -------------------------
+
+# SQL92 subscriptions: characters in one expression, parentheses/unary operators open at
+# once, and depth of the compiled tree (parser and evaluator recurse; Python's stack is 1000).
+SQL92_EXPRESSION_LENGTH_MAX = 16 * KIB
+SQL92_NESTING_DEPTH_MAX = 48
+SQL92_TREE_DEPTH_MAX = 128
+# Compiled selectors a worker keeps, keyed by (group, topic, expression, subVersion).
+SQL92_SELECTOR_CACHE_MAX = 1024
+# Queues one INVOKE_BROKER_TO_RESET_OFFSET may reset (readQueueNums is at most 1024 here).
+RESET_OFFSET_QUEUES_MAX = 1024
+assert SQL92_NESTING_DEPTH_MAX < SQL92_TREE_DEPTH_MAX

@@ -22,6 +22,7 @@ Requests only the broker's own processes send use the private codes below
 | STATS | worker or writer -> control, oneway | body: one interval's counters (metrics/stats.py) | metrics, once a second |
 | TRANSACTION_CLAIM | worker -> control | halfOffset, commitLogOffset, X_WORKER | END_TRANSACTION may end this half message (SUCCESS), or it is already ended or being ended (SYSTEM_ERROR + why) |
 | TRANSACTION_DONE | worker -> control, oneway | halfOffset, opOffset (-1: no op message), X_WORKER | the half message is ended; lets go of its claim (opOffset absent: nothing was put, the claim is just released) |
+| SUBSCRIPTIONS_CHANGED | control -> worker, oneway | body: {"groups": {group: {"messageModel", "subscriptions": [SubscriptionData]}}} | consumers' subscriptions from heartbeats (`broker/filter/subscriptions.py`), the whole table after every change and on WORKER_HELLO |
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class InternalCode(enum.IntEnum):
     GROUPS_CHANGED = 9103
     TRANSACTION_CLAIM = 9201
     TRANSACTION_DONE = 9202
+    SUBSCRIPTIONS_CHANGED = 9104
 
 
 # Ext fields a worker adds to forwarded client requests.

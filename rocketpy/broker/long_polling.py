@@ -21,25 +21,26 @@ from collections.abc import Callable
 
 from rocketpy import limits
 from rocketpy.broker.connection import ClientConnection
+from rocketpy.broker.filter.subscriptions import MessageFilter
 from rocketpy.ipc.queue_table import QueueTable
 from rocketpy.protocol.headers import PullMessageRequestHeader
 from rocketpy.protocol.remoting import RemotingCommand
 
 log = logging.getLogger("rocketpy.broker.worker")
 
-# (request, header, tag codes) -> the response of the pull executed now
-Execute = Callable[[RemotingCommand, PullMessageRequestHeader, frozenset[int] | None], RemotingCommand]
+# (request, header, the pull's message filter) -> the response of the pull executed now
+Execute = Callable[[RemotingCommand, PullMessageRequestHeader, MessageFilter], RemotingCommand]
 
 
 class ParkedPull:
-    __slots__ = ("conn", "request", "header", "tag_codes", "deadline", "key", "done")
+    __slots__ = ("conn", "request", "header", "message_filter", "deadline", "key", "done")
 
     def __init__(self, conn: ClientConnection, request: RemotingCommand, header: PullMessageRequestHeader,
-                 tag_codes: frozenset[int] | None, deadline: float) -> None:
+                 message_filter: MessageFilter, deadline: float) -> None:
         self.conn = conn
         self.request = request
         self.header = header
-        self.tag_codes = tag_codes
+        self.message_filter = message_filter
         self.deadline = deadline
         self.key = (header.topic, header.queue_id)
         self.done = False
@@ -57,13 +58,13 @@ class LongPolling:
         self.count = 0
 
     def park(self, conn: ClientConnection, request: RemotingCommand, header: PullMessageRequestHeader,
-             tag_codes: frozenset[int] | None, hold_ms: int) -> bool:
+             message_filter: MessageFilter, hold_ms: int) -> bool:
         """Hold the pull up to hold_ms; False when the bound is reached (answer it now)."""
         if self.count >= self.limit:
             log.warning("%d pulls already parked (PULL_SUSPENDED_MAX): answering %s at once", self.count,
                         conn.peer)
             return False
-        parked = ParkedPull(conn, request, header, tag_codes, time.monotonic() + hold_ms / 1000)
+        parked = ParkedPull(conn, request, header, message_filter, time.monotonic() + hold_ms / 1000)
         self.by_queue.setdefault(parked.key, []).append(parked)
         heapq.heappush(self._deadlines, (parked.deadline, next(self._seq), parked))
         self.count += 1
@@ -143,7 +144,7 @@ class LongPolling:
         if parked.conn.closed:
             return
         try:
-            response = self.execute(parked.request, parked.header, parked.tag_codes)
+            response = self.execute(parked.request, parked.header, parked.message_filter)
         except Exception as exc:  # noqa: BLE001 - one bad pull must not stop the others
             response = parked.conn.error_response(parked.request, exc)
         parked.conn.respond(parked.request, response)

@@ -338,6 +338,29 @@ def decode_record(buf: bytes | bytearray | memoryview, pos: int = 0, *, check_cr
         body_crc=crc)
 
 
+def record_properties(buf: bytes | bytearray | memoryview, pos: int = 0) -> dict[str, str]:
+    """Only the properties of the record at pos (MessageDecoder.decodeProperties): what the
+    broker's SQL92 filter reads for each candidate, without copying the body."""
+    view = memoryview(buf)
+    try:
+        total = _HEAD.unpack_from(view, pos)[0]
+        sysflag = _HEAD.unpack_from(view, pos)[7]
+        born_len, store_len = host_sizes(sysflag)
+        p = pos + BORNHOST_POS + born_len + 4 + 8 + store_len + 4
+        body_len = _TAIL_FIXED.unpack_from(view, p)[2]
+        p += _TAIL_FIXED.size + body_len
+        topic_len = _TOPIC_LEN.unpack_from(view, p)[0]
+        p += 1 + topic_len
+        props_len = _PROPS_LEN.unpack_from(view, p)[0]
+        p += 2
+        end = pos + total
+        if body_len < 0 or topic_len <= 0 or props_len < 0 or p + props_len > end or end > len(view):
+            raise ProtocolError(f"record at {pos}: its field lengths run past its size {total}")
+        return parse_properties(bytes(view[p:p + props_len]).decode())
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed record at {pos}: {exc}") from None
+
+
 def iter_records(buf: bytes | bytearray | memoryview, *, check_crc: bool = False) -> list[MessageRecord]:
     """Decode concatenated records (a PULL_MESSAGE body) until the buffer ends."""
     out: list[MessageRecord] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rocketpy import limits
 from rocketpy.clock import SYSTEM_CLOCK, Clock
@@ -43,6 +43,9 @@ from rocketpy.store.retention import (
     disk_usage_ratio,
     local_hour,
 )
+
+# A record (a view of the CommitLog map) -> deliver it? The broker's SQL92 filter.
+RecordFilter = Callable[[memoryview], bool]
 
 log = logging.getLogger("rocketpy.store")
 
@@ -73,8 +76,8 @@ def memory_window_bytes() -> int:
 
 
 def get_message(commitlog: CommitLog, cq: ConsumeQueue | None, queue_offset: int, max_msg_nums: int,
-                tag_codes: frozenset[int] | None, *, committed_offset: int, memory_window: int
-                ) -> GetResult:
+                tag_codes: frozenset[int] | None, *, committed_offset: int, memory_window: int,
+                record_filter: RecordFilter | None = None) -> GetResult:
     """RocketMQ's DefaultMessageStore.getMessage over one queue (remoting-protocol.md §9.3).
 
     Reads at most one ConsumeQueue file of entries per call (>= 800 entries), applies
@@ -126,6 +129,10 @@ def get_message(commitlog: CommitLog, cq: ConsumeQueue | None, queue_offset: int
         if record is None or len(record) != size:
             if not records:
                 status = GetStatus.MESSAGE_WAS_REMOVING
+            continue
+        if record_filter is not None and not record_filter(record):
+            if not records:
+                status = GetStatus.NO_MATCHED_MESSAGE
             continue
         records.append(record)
         offsets.append(queue_offset + scanned - 1)
@@ -434,8 +441,8 @@ class StoreReader:
                                       entry_count=config.max_index_num, io=self.io, read_only=True)
 
     def get_message(self, topic: str, queue_id: int, queue_offset: int, max_msg_nums: int,
-                    tag_codes: frozenset[int] | None, *, committed_offset: int, max_queue_offset: int
-                    ) -> GetResult:
+                    tag_codes: frozenset[int] | None, *, committed_offset: int, max_queue_offset: int,
+                    record_filter: RecordFilter | None = None) -> GetResult:
         """FileStore.get_message, bounded by the published committed and max queue offsets."""
         cq = self.cqs.get(topic, queue_id)
         if cq is not None:
@@ -444,7 +451,8 @@ class StoreReader:
                 self.commitlog.mfq.refresh()
             cq.follow(max_queue_offset, self.commitlog.min_phys_offset)
         return get_message(self.commitlog, cq, queue_offset, max_msg_nums, tag_codes,
-                           committed_offset=committed_offset, memory_window=self._memory_window)
+                           committed_offset=committed_offset, memory_window=self._memory_window,
+                           record_filter=record_filter)
 
     def read_record(self, phys_offset: int, committed_offset: int) -> memoryview | None:
         return self.commitlog.read_record(phys_offset, committed_offset)

@@ -155,7 +155,8 @@ def test_worker_protocol_and_registration(tmp_path: Path, namesrv: str) -> None:
             hello = await w.call(InternalCode.WORKER_HELLO)
             assert hello.code == ResponseCode.SUCCESS and hello.is_response
             # the tables arrive before the hello's response
-            assert w.codes() == [InternalCode.TOPICS_CHANGED, InternalCode.GROUPS_CHANGED]
+            assert w.codes() == [InternalCode.TOPICS_CHANGED, InternalCode.GROUPS_CHANGED,
+                                 InternalCode.SUBSCRIPTIONS_CHANGED]
             table = TopicConfigSerializeWrapper.from_json(w.pushed[0].body).topic_config_table
             assert {"TBW102", "SCHEDULE_TOPIC_XXXX", "CtlCluster", "broker-ctl"} <= set(table)
 

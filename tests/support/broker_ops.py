@@ -38,13 +38,16 @@ def send(client: RemotingTestClient, topic: str, body: bytes, *, tags: str | Non
 
 def pull(client: RemotingTestClient, topic: str, queue_id: int, queue_offset: int, *, group: str = "CG",
          max_msgs: int = 32, subscription: str = "*", suspend_ms: int = 0, commit_offset: int = 0,
-         sys_flag: int | None = None, timeout_s: float | None = None) -> RemotingCommand:
+         sys_flag: int | None = None, timeout_s: float | None = None, sub_version: int = 0,
+         expression_type: str | None = None) -> RemotingCommand:
     flag = PULL_FLAG_SUBSCRIPTION | (PULL_FLAG_SUSPEND if suspend_ms else 0)
     if sys_flag is not None:
         flag = sys_flag
     ext = {"consumerGroup": group, "topic": topic, "queueId": queue_id, "queueOffset": queue_offset,
            "maxMsgNums": max_msgs, "sysFlag": flag, "commitOffset": commit_offset,
-           "suspendTimeoutMillis": suspend_ms or 15000, "subscription": subscription, "subVersion": 0}
+           "suspendTimeoutMillis": suspend_ms or 15000, "subscription": subscription, "subVersion": sub_version}
+    if expression_type is not None:
+        ext["expressionType"] = expression_type
     return client.call(client.command(RequestCode.PULL_MESSAGE, ext),
                        timeout_s=timeout_s or max(5.0, suspend_ms / 1000 + 5))
 

@@ -174,3 +174,24 @@ def test_worker_gone_notifies_each_group_once() -> None:
     clock.advance(501)
     assert sorted(m.scan_expired()) == ["5:1", "5:2"]
     assert pushes.take() == [(3, 1)]
+
+
+def test_expired_lock_changes_hands_once_and_is_never_held_twice() -> None:
+    """RocketMQ's RebalanceLockManager: expired means strictly more than 60 s since the last
+    renewal; after a takeover the previous holder's renewal fails and only the new holder may unlock."""
+    clock = FakeClock()
+    locks = RebalanceLockManager(clock=clock)
+    q = MessageQueue("T", "b", 0)
+    assert locks.try_lock_batch("G", [q], "A") == [q]
+    clock.advance(60_000)
+    assert locks.is_locked("G", q, "A") and locks.try_lock_batch("G", [q], "B") == []   # exactly 60 s: still A's
+    clock.advance(1)
+    assert not locks.is_locked("G", q, "A")
+    assert locks.try_lock_batch("G", [q], "B") == [q]
+    assert locks.try_lock_batch("G", [q], "A") == []                  # A's late renewal loses
+    holders = [c for c in ("A", "B") if locks.is_locked("G", q, c)]
+    assert holders == ["B"]
+    locks.unlock_batch("G", [q], "A")
+    assert locks.is_locked("G", q, "B")
+    locks.unlock_batch("G", [q], "B")
+    assert locks.try_lock_batch("G", [q], "A") == [q]

@@ -107,8 +107,9 @@ def _server(tmp_path: Path, clock: FakeClock | None = None, control_block: Contr
 def _hello(server: ControlServer, slot: int = 3) -> FakeWorker:
     w = FakeWorker(server, slot)
     frames = w.send(InternalCode.WORKER_HELLO)
-    assert [f.code for f in frames] == [InternalCode.TOPICS_CHANGED, InternalCode.GROUPS_CHANGED, 0]
-    assert frames[0].is_oneway and frames[1].is_oneway
+    assert [f.code for f in frames] == [InternalCode.TOPICS_CHANGED, InternalCode.GROUPS_CHANGED,
+                                        InternalCode.SUBSCRIPTIONS_CHANGED, 0]
+    assert frames[0].is_oneway and frames[1].is_oneway and frames[2].is_oneway
     assert "TBW102" in TopicConfigSerializeWrapper.from_json(frames[0].body).topic_config_table
     assert "TOOLS_CONSUMER" in orjson.loads(frames[1].body)["subscriptionGroupTable"]
     return w
@@ -119,23 +120,26 @@ def test_heartbeat_creates_retry_topic_and_notifies(tmp_path: Path) -> None:
     w = _hello(server)
     frames = w.send(RequestCode.HEART_BEAT, body=HEARTBEAT, conn_id=9)
     codes = [f.code for f in frames]
-    # group auto-created, retry topic created (tables broadcast), then the notify push, then the response
-    assert codes == [InternalCode.GROUPS_CHANGED, InternalCode.TOPICS_CHANGED, InternalCode.PUSH_TO_CLIENT,
-                     ResponseCode.SUCCESS]
+    # group auto-created, retry topic created (tables broadcast), the group's subscriptions,
+    # then the notify push, then the response
+    assert codes == [InternalCode.GROUPS_CHANGED, InternalCode.TOPICS_CHANGED, InternalCode.SUBSCRIPTIONS_CHANGED,
+                     InternalCode.PUSH_TO_CLIENT, ResponseCode.SUCCESS]
     assert "%RETRY%CG" in TopicConfigSerializeWrapper.from_json(frames[1].body).topic_config_table
-    push = frames[2]
+    push = frames[3]
     assert push.is_oneway and push.ext_fields == {X_CONN: "9"}
     inner = FrameDecoder().feed(push.body)[0]
     assert inner.code == RequestCode.NOTIFY_CONSUMER_IDS_CHANGED and inner.is_oneway
     assert inner.ext_fields == {"consumerGroup": "CG"}
-    assert frames[3].flag == FLAG_RESPONSE
+    assert frames[4].flag == FLAG_RESPONSE
     ch = server.consumers.get("CG").channels["3:9"]  # type: ignore[union-attr]
     assert (ch.client_addr, ch.language, ch.version) == ("10.0.0.1:5555", "CPP", 63)
     resp = w.call(RequestCode.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": "CG"})
     assert resp.code == ResponseCode.SUCCESS
     assert orjson.loads(resp.body) == {"consumerIdList": ["10.0.0.1@1"]}
-    # the connection closes: the group is empty again
-    assert w.send(InternalCode.CLIENT_CONNECTION_CLOSED, conn_id=9, oneway=True) == []
+    # the connection closes: the group is empty again, and gone from the workers' subscriptions
+    frames = w.send(InternalCode.CLIENT_CONNECTION_CLOSED, conn_id=9, oneway=True)
+    assert [f.code for f in frames] == [InternalCode.SUBSCRIPTIONS_CHANGED]
+    assert orjson.loads(frames[0].body) == {"groups": {}}
     resp = w.call(RequestCode.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": "CG"})
     assert (resp.code, resp.remark) == (ResponseCode.SYSTEM_ERROR, "no consumer for this group, CG")
 

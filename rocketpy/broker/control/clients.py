@@ -106,8 +106,12 @@ class ConsumerGroupInfo:
 
 class ConsumerManager:
     def __init__(self, push: Push, *, notify_enabled: NotifyEnabled | None = None,
-                 clock: Clock = SYSTEM_CLOCK, expiry_ms: int = CLIENT_EXPIRY_MS_DEFAULT) -> None:
+                 clock: Clock = SYSTEM_CLOCK, expiry_ms: int = CLIENT_EXPIRY_MS_DEFAULT,
+                 on_subscriptions_changed: Callable[[], None] | None = None) -> None:
         self.push = push
+        # Called when a group appears or goes, or its message model or subscriptions change
+        # (control then sends the workers SUBSCRIPTIONS_CHANGED).
+        self.on_subscriptions_changed = on_subscriptions_changed or (lambda: None)
         self.notify_enabled = notify_enabled or (lambda group: True)
         self.clock = clock
         self.expiry_ms = expiry_ms
@@ -138,12 +142,17 @@ class ConsumerManager:
         if info is None:
             info = ConsumerGroupInfo(group)
             self.groups[group] = info
+            before: tuple[MessageModel, dict[str, SubscriptionData]] | None = None
+        else:
+            before = (info.message_model, dict(info.subscriptions))
         info.consume_type = data.consume_type
         info.message_model = data.message_model
         info.consume_from_where = data.consume_from_where
         info.last_update_ms = channel.last_update_ms
         joined = info.update_channel(channel)
         subs_changed = info.update_subscriptions(data.subscription_data_set)
+        if before != (info.message_model, info.subscriptions):
+            self.on_subscriptions_changed()
         if joined:
             log.info("consumer joined: group=%s client=%s conn=%s addr=%s", group, channel.client_id,
                      channel.key, channel.client_addr)
@@ -160,6 +169,7 @@ class ConsumerManager:
         log.info("consumer left: group=%s conn=%s", group, conn_key)
         if not info.channels:
             del self.groups[group]
+            self.on_subscriptions_changed()
         else:
             self.notify_group(group)
         return True
@@ -196,6 +206,7 @@ class ConsumerManager:
         """Remove matching connections from every group, then notify each changed group once."""
         changed: list[str] = []
         count = 0
+        gone = False
         for group, info in list(self.groups.items()):
             keys = [k for k, ch in info.channels.items() if doomed(k, ch)]
             if not keys:
@@ -208,8 +219,11 @@ class ConsumerManager:
                 changed.append(group)
             else:
                 del self.groups[group]
+                gone = True
         for group in changed:
             self.notify_group(group)
+        if gone:
+            self.on_subscriptions_changed()
         return count
 
     def notify_group(self, group: str) -> int:

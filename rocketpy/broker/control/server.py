@@ -2,8 +2,8 @@
 
 One abstract-namespace unix socket (`internal.control_socket_name`); each
 worker connects, sends WORKER_HELLO (ext X_WORKER = its slot) and receives the
-whole topic table (TOPICS_CHANGED) and group table (GROUPS_CHANGED) before the
-hello's response, so a worker whose hello returned already knows every topic.
+whole topic table (TOPICS_CHANGED), group table (GROUPS_CHANGED) and consumer
+subscriptions (SUBSCRIPTIONS_CHANGED) before the hello's response, so a worker whose hello returned already knows every topic.
 From then on the worker forwards the client requests control owns, unchanged
 plus the X_* ext fields; control answers each with an ordinary response (same
 opaque, response flag, string ext values) and never answers a oneway request.
@@ -43,8 +43,14 @@ from rocketpy.broker.control.clients import (
 from rocketpy.broker.control.groups import SubscriptionGroupConfig, SubscriptionGroupManager
 from rocketpy.broker.control.offsets import ConsumerOffsetManager
 from rocketpy.broker.control.registration import Registrar
+from rocketpy.broker.control.rewind import reset_offset
 from rocketpy.broker.control.topics import TopicConfigManager, TopicRefused
 from rocketpy.broker.control.transaction import HALF_TOPIC, StoreQueueSource, TransactionService
+from rocketpy.broker.filter.subscriptions import (
+    SelectorCache,
+    encode_subscriptions,
+    subscription_problem,
+)
 from rocketpy.broker.internal import (
     X_CLIENT_ADDR,
     X_CONN,
@@ -69,6 +75,7 @@ from rocketpy.protocol.bodies import (
     KVTable,
     LockBatchRequestBody,
     LockBatchResponseBody,
+    SubscriptionData,
     TopicConfig,
     TopicFilterType,
     UnlockBatchRequestBody,
@@ -180,7 +187,8 @@ class ControlServer:
                                                clock=clock, on_change=self._groups_changed)
         self.offsets = ConsumerOffsetManager(self.config_dir, queue_table)
         self.consumers = ConsumerManager(self.push_to_client, notify_enabled=self._notify_enabled, clock=clock,
-                                         expiry_ms=broker.client_expiry_ms)
+                                         expiry_ms=broker.client_expiry_ms,
+                                         on_subscriptions_changed=self._subscriptions_changed)
         self.producers = ProducerManager(clock=clock, expiry_ms=broker.client_expiry_ms)
         self.locks = RebalanceLockManager(clock=clock)
         tx_source = (StoreQueueSource(store_reader, queue_table, control_block)
@@ -188,6 +196,7 @@ class ControlServer:
         self.transactions = TransactionService(self.config_dir, broker, store, source=tx_source,
                                                producers=self.producers, push=self.push_to_client, clock=clock,
                                                on_progress=self._transaction_progress)
+        self.selectors = SelectorCache()       # SQL92 subscriptions checked at heartbeat time
         self.registrar = registrar if registrar is not None else Registrar(broker, self.topics.wrapper)
         self.metrics = BrokerMetrics(self)
         self.client_scan_interval_ms = client_scan_interval_ms or min(
@@ -331,6 +340,16 @@ class ControlServer:
     def groups_changed_command(self) -> RemotingCommand:
         return self._oneway(InternalCode.GROUPS_CHANGED, body=self.groups.wrapper().to_json())
 
+    def subscriptions_changed_command(self) -> RemotingCommand:
+        body = encode_subscriptions((group, info.message_model, info.subscriptions.values())
+                                    for group, info in self.consumers.groups.items())
+        return self._oneway(InternalCode.SUBSCRIPTIONS_CHANGED, body=body)
+
+    def _subscriptions_changed(self) -> None:
+        # Sent at once, not deferred: a heartbeat's response then follows the new table on the
+        # worker's socket, so the client's first pull after it finds its subscription.
+        self._broadcast(self.subscriptions_changed_command)
+
     def _broadcast(self, make: Callable[[], RemotingCommand]) -> None:
         if not self.workers:
             return
@@ -421,6 +440,7 @@ class ControlServer:
         self.workers[slot] = conn
         conn.send(self.topics_changed_command())
         conn.send(self.groups_changed_command())
+        conn.send(self.subscriptions_changed_command())
         log.info("worker slot %d connected to control", slot)
         return request.response(ResponseCode.SUCCESS)
 
@@ -495,7 +515,31 @@ class ControlServer:
             self.consumers.register(channel, consumer)
         for producer in data.producer_data_set:
             self.producers.register(producer.group_name, channel)
+        # RocketMQ registers a bad SQL92 subscription silently and then filters nothing; we register
+        # it all the same (the group's other topics keep working) but say so in the answer.
+        for consumer in data.consumer_data_set:
+            for sub in consumer.subscription_data_set:
+                problem = subscription_problem(sub, self.broker.enable_property_filter, self.selectors)
+                if problem is not None:
+                    parse_failed, remark = problem
+                    log.warning("heartbeat of client %s: group %s: %s", data.client_id, consumer.group_name, remark)
+                    code = ResponseCode.SUBSCRIPTION_PARSE_FAILED if parse_failed else ResponseCode.SYSTEM_ERROR
+                    return request.response(code, f"group {consumer.group_name}: {remark}")
         return request.response(ResponseCode.SUCCESS)
+
+    def handle_check_client_config(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
+        """CHECK_CLIENT_CONFIG: a Java push consumer asks at start whether its SQL92 expressions work."""
+        doc = as_obj(parse_json_lenient(request.body), "CheckClientRequestBody") if request.body else {}
+        raw = doc.get("subscriptionData")
+        if raw is None:
+            return request.response(ResponseCode.SUCCESS)
+        sub = SubscriptionData.from_obj(raw, "CheckClientRequestBody.subscriptionData")
+        problem = subscription_problem(sub, self.broker.enable_property_filter, self.selectors)
+        if problem is None:
+            return request.response(ResponseCode.SUCCESS)
+        parse_failed, remark = problem
+        return request.response(ResponseCode.SUBSCRIPTION_PARSE_FAILED if parse_failed else ResponseCode.SYSTEM_ERROR,
+                                remark)
 
     def handle_unregister_client(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         header = headers.UnregisterClientRequestHeader.from_ext(request.ext_fields)
@@ -566,6 +610,11 @@ class ControlServer:
         header = headers.UpdateConsumerOffsetRequestHeader.from_ext(request.ext_fields)
         self.offsets.commit(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
         return request.response(ResponseCode.SUCCESS)
+
+    def handle_invoke_broker_to_reset_offset(self, request: RemotingCommand, conn: WorkerConnection
+                                             ) -> RemotingCommand:
+        """Rewind a group to a timestamp (control/rewind.py)."""
+        return reset_offset(self, request)
 
     def handle_get_all_consumer_offset(self, request: RemotingCommand, conn: WorkerConnection) -> RemotingCommand:
         return request.response(ResponseCode.SUCCESS, body=self.offsets.wrapper().to_json())

@@ -28,6 +28,7 @@ from rocketpy.protocol.bodies import TopicConfig
 
 if TYPE_CHECKING:
     from rocketpy.broker.control.groups import SubscriptionGroupConfig
+    from rocketpy.broker.filter.subscriptions import GroupSubscriptions
     from rocketpy.store.file_store import StoreReader
 
 log = logging.getLogger("rocketpy.broker.worker")
@@ -56,6 +57,8 @@ class WorkerContext:
         # Metadata caches, replaced as a whole by control's TOPICS_CHANGED / GROUPS_CHANGED.
         self.topics: dict[str, TopicConfig] = {}
         self.groups: dict[str, SubscriptionGroupConfig] = {}
+        # Consumer groups' subscriptions from heartbeats, replaced by control's SUBSCRIPTIONS_CHANGED.
+        self.consumer_groups: dict[str, GroupSubscriptions] = {}
         self.topics_version = 0
         # Set by the worker: batches a consumer offset for control (pulls with COMMIT_OFFSET).
         self.commit_offset: Callable[[str, str, int, int], None] = _drop_offset
@@ -89,6 +92,9 @@ class WorkerContext:
 
     def set_groups(self, table: dict[str, Any]) -> None:
         self.groups = table
+
+    def set_consumer_groups(self, table: dict[str, GroupSubscriptions]) -> None:
+        self.consumer_groups = table
 
 
 def _drop_offset(group: str, topic: str, queue_id: int, offset: int) -> None:

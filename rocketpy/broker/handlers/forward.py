@@ -22,6 +22,7 @@ from typing import Any
 
 from rocketpy import limits
 from rocketpy.broker.connection import ClientConnection
+from rocketpy.broker.filter.subscriptions import decode_subscriptions
 from rocketpy.broker.handlers import WorkerContext
 from rocketpy.broker.internal import (
     X_CLIENT_ADDR,
@@ -296,6 +297,8 @@ class ForwardHandlers:
     handle_get_broker_runtime_info = forward
     handle_lock_batch_mq = forward
     handle_unlock_batch_mq = forward
+    handle_check_client_config = forward
+    handle_invoke_broker_to_reset_offset = forward
 
     def handle_update_consumer_offset(self, request: RemotingCommand, conn: ClientConnection) -> Any:
         if self.before_offset_update is not None:
@@ -316,6 +319,8 @@ class ForwardHandlers:
             self.ctx.set_topics(dict(wrapper.topic_config_table))
         elif code == InternalCode.GROUPS_CHANGED:
             self.ctx.set_groups(parse_groups(cmd.body))
+        elif code == InternalCode.SUBSCRIPTIONS_CHANGED:
+            self.ctx.set_consumer_groups(decode_subscriptions(cmd.body))
         elif code == InternalCode.PUSH_TO_CLIENT:
             conn_id = cmd.ext_str(X_CONN)
             conn = self.connections.get(int(conn_id)) if conn_id and conn_id.isdigit() else None
