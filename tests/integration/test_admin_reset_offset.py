@@ -82,8 +82,6 @@ def test_reset_tells_online_consumers(running) -> None:
         with RemotingTestClient("127.0.0.1", running.broker_port, timeout_s=10) as probe:
             answer = probe.request(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, {
                 "topic": TOPIC, "group": GROUP, "timestamp": 0, "isForce": "true"})
-        if answer.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED:
-            pytest.xfail("the broker side of INVOKE_BROKER_TO_RESET_OFFSET lands with branch filter")
         assert answer.code == ResponseCode.SUCCESS, answer.remark
         push = consumer.read_frame(timeout_s=10)
         while push.code != RequestCode.RESET_CONSUMER_CLIENT_OFFSET:
