@@ -40,6 +40,7 @@ from rocketpy.broker.handlers.forward import ControlLink, ForwardHandlers
 from rocketpy.broker.handlers.lookup import LookupHandlers
 from rocketpy.broker.handlers.pull import PullHandlers
 from rocketpy.broker.handlers.send import SendHandlers
+from rocketpy.broker.handlers.sendback import SendBackHandlers
 from rocketpy.broker.internal import X_CONN, X_WORKER, InternalCode, control_socket_name
 from rocketpy.config import BrokerConfig, StoreConfig
 from rocketpy.ipc.control_block import ControlBlock, Role
@@ -126,7 +127,9 @@ class WorkerServer:
         self.offsets = OffsetCommitBatch(self._send_offsets)
         ctx.commit_offset = self.offsets.add
         self.forward.before_offset_update = self.offsets.discard
-        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward)
+        self.send_back = SendBackHandlers(ctx, self.send)
+        self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward,
+                                                                self.send_back)
         self.idle_s = float(ctx.broker_config.client_channel_max_idle_time_s)
         self.stopped = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
