@@ -23,7 +23,12 @@ from rocketpy.broker.records import deliver_timestamp_ms, schedule_rewrite
 from rocketpy.clock import FakeClock
 from rocketpy.config import StoreConfig, parse_message_delay_level
 from rocketpy.errors import ConfigError
-from rocketpy.protocol.message import MessageRecord, encode_record, format_properties, parse_properties
+from rocketpy.protocol.message import (
+    MessageRecord,
+    encode_record,
+    format_properties,
+    parse_properties,
+)
 from rocketpy.store.api import PutRequest
 from rocketpy.store.file_store import FileStore, StoreReader
 
