@@ -93,6 +93,38 @@ class StoreConfig:
             raise ConfigError(f"mappedFileSizeCommitLog={self.mapped_file_size_commitlog} is below 4096 bytes")
         if self.max_message_size <= 0:
             raise ConfigError(f"maxMessageSize={self.max_message_size} must be positive")
+        parse_message_delay_level(self.message_delay_level)
+
+    @property
+    def delay_levels_ms(self) -> tuple[int, ...]:
+        """Delay of each level in ms, level 1 first (messageDelayLevel, validated at construction)."""
+        return parse_message_delay_level(self.message_delay_level)
+
+
+_DELAY_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_message_delay_level(text: str) -> tuple[int, ...]:
+    """messageDelayLevel ("1s 5s 10s 30s 1m ... 2h"; units s m h d) -> the delay of each level in ms.
+
+    RocketMQ's ScheduleMessageService.parseDelayLevel; a bad word is a ConfigError here rather
+    than a broker that starts with no delay levels, as Java's does.
+    """
+    words = text.split()
+    if not words:
+        raise ConfigError("messageDelayLevel is empty; give delays like \"1s 5s 10s 30s 1m 2m\"")
+    if len(words) > limits.DELAY_LEVEL_COUNT_MAX:
+        raise ConfigError(f"messageDelayLevel has {len(words)} levels; at most {limits.DELAY_LEVEL_COUNT_MAX} "
+                          "are allowed")
+    out: list[int] = []
+    for i, word in enumerate(words, 1):
+        unit = _DELAY_UNIT_MS.get(word[-1:])
+        number = word[:-1]
+        if unit is None or not number.isascii() or not number.isdigit() or int(number) <= 0:
+            raise ConfigError(f"messageDelayLevel level {i} is {word!r}; write a positive whole number "
+                              "followed by s, m, h or d, e.g. 5s or 2h")
+        out.append(int(number) * unit)
+    return tuple(out)
 
 
 class BrokerRole(enum.Enum):

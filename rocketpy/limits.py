@@ -229,3 +229,16 @@ SQL92_SELECTOR_CACHE_MAX = 1024
 # Queues one INVOKE_BROKER_TO_RESET_OFFSET may reset (readQueueNums is at most 1024 here).
 RESET_OFFSET_QUEUES_MAX = 1024
 assert SQL92_NESTING_DEPTH_MAX < SQL92_TREE_DEPTH_MAX
+# --- delay scheduler and control's own puts (issue 5) ----------------------------
+
+CONTROL_PUT_RING_CAPACITY = 16 * MIB         # control -> writer (scheduler re-puts); a max message fits
+CONTROL_RESPONSE_RING_CAPACITY = 1 * MIB     # writer -> control
+CONTROL_PUT_TIMEOUT_MS = 10_000              # a put unanswered this long fails (the writer is stuck or gone)
+SCHEDULE_IDLE_WAIT_MS = 100                  # RocketMQ's DELAY_FOR_A_WHILE: poll for new delayed messages
+SCHEDULE_WAIT_MAX_MS = 1_000                 # never sleep longer than this, even when the next is far off
+SCHEDULE_RETRY_WAIT_MS = 1_000               # after a failed re-put, retry that level this much later
+SCHEDULE_DELIVER_BATCH_MAX = 1_000           # re-puts of one level per scheduler round (then others get a turn)
+SCHEDULE_PERSIST_INTERVAL_MS = 1_000         # delayOffset.json written this often when it changed
+SCHEDULE_RECONCILE_SCAN_BYTES_MAX = 1 << 30  # CommitLog bytes scanned at start for already re-put records
+assert CONTROL_PUT_RING_CAPACITY // 2 > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
+assert SCHEDULE_IDLE_WAIT_MS <= SCHEDULE_WAIT_MAX_MS

@@ -101,6 +101,14 @@ class BrokerSupervisor(Supervisor):
             init_ring(resp, limits.RESPONSE_RING_CAPACITY)
             self.put_ring_bufs.append(put)
             self.response_ring_bufs.append(resp)
+        # Control's own puts (the delay scheduler's re-puts): one more ring pair the writer drains
+        # like a worker's, answered on control's response doorbell.
+        self.control_put_ring_buf = self._segment("put_ctl", ring_segment_size(limits.CONTROL_PUT_RING_CAPACITY))
+        init_ring(self.control_put_ring_buf, limits.CONTROL_PUT_RING_CAPACITY)
+        self.control_response_ring_buf = self._segment(
+            "resp_ctl", ring_segment_size(limits.CONTROL_RESPONSE_RING_CAPACITY))
+        init_ring(self.control_response_ring_buf, limits.CONTROL_RESPONSE_RING_CAPACITY)
+        self.control_response_bell = Doorbell()
         self.writer_bell = Doorbell()
         self.dispatcher_bell = Doorbell()
         self.response_bells = [Doorbell() for _ in range(self.worker_count)]
@@ -178,8 +186,10 @@ class BrokerSupervisor(Supervisor):
     def build_child(self, slot: int) -> Child:
         if slot == SLOT_WRITER:
             assert self.store is not None
-            return Writer(slot, self.store_config, self.store.commitlog, self.control_buf, self.put_ring_bufs,
-                          self.response_ring_bufs, self.writer_bell, self.response_bells, self.dispatcher_bell,
+            return Writer(slot, self.store_config, self.store.commitlog, self.control_buf,
+                          [*self.put_ring_bufs, self.control_put_ring_buf],
+                          [*self.response_ring_bufs, self.control_response_ring_buf], self.writer_bell,
+                          [*self.response_bells, self.control_response_bell], self.dispatcher_bell,
                           self.generation, stats_socket=control_socket_name(self.broker_config.broker_name,
                                                                             self.boot_id))
         if slot == SLOT_DISPATCHER:
@@ -189,7 +199,9 @@ class BrokerSupervisor(Supervisor):
             from rocketpy.broker.control.process import Control
 
             return Control(slot, self.broker_config, self.store_config, self.control_buf, self.queue_table_buf,
-                           self.boot_id)
+                           self.boot_id, put_ring_buf=self.control_put_ring_buf,
+                           response_ring_buf=self.control_response_ring_buf, writer_bell=self.writer_bell,
+                           response_bell=self.control_response_bell)
         from rocketpy.broker.worker import Worker
 
         index = slot - SLOT_FIRST_WORKER

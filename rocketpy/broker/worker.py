@@ -41,6 +41,7 @@ from rocketpy.broker.handlers.forward import ControlLink, ForwardHandlers
 from rocketpy.broker.handlers.lookup import LookupHandlers
 from rocketpy.broker.handlers.pull import PullHandlers
 from rocketpy.broker.handlers.send import SendHandlers
+from rocketpy.broker.handlers.sendback import SendBackHandlers
 from rocketpy.broker.handlers.transaction import TransactionHandlers
 from rocketpy.broker.internal import X_CONN, X_WORKER, InternalCode, control_socket_name
 from rocketpy.config import BrokerConfig, StoreConfig
@@ -130,8 +131,9 @@ class WorkerServer:
         self.forward.before_offset_update = self.offsets.discard
         self.admin_stats = AdminStatsHandlers(ctx, self.forward)
         self.transaction = TransactionHandlers(ctx, self.send, self.link)
+        self.send_back = SendBackHandlers(ctx, self.send)
         self.handlers: dict[int, Handler] = build_handler_table(self.send, self.pull, self.lookup, self.forward,
-                                                                self.admin_stats, self.transaction)
+                                                                self.admin_stats, self.transaction, self.send_back)
         self.idle_s = float(ctx.broker_config.client_channel_max_idle_time_s)
         self.stopped = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None

@@ -44,12 +44,7 @@ from rocketpy.store.retention import DiskGuard, RetentionPolicy, apply_retention
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 BLANK_SIZE = limits.COMMITLOG_BLANK_SIZE_MIN
 _I32 = struct.Struct(">i")
-_DELAY_UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 assert BODYCRC_POS == MAGIC_POS + 4
-
-
-def _delay_levels_ms(text: str) -> tuple[int, ...]:
-    return tuple(int(w[:-1]) * _DELAY_UNITS_MS[w[-1]] for w in text.split())
 
 
 def _body_len(data: bytes | bytearray, sys_flag: int) -> int:
@@ -95,7 +90,7 @@ class MemoryStore:
         self.file_size = config.mapped_file_size_commitlog
         self.cq_entries_per_file = config.mapped_file_size_consumequeue // limits.CONSUMEQUEUE_ENTRY_SIZE
         self.record_size_max = config.max_message_size + limits.MESSAGE_RECORD_OVERHEAD_MAX
-        self.delay_levels_ms = _delay_levels_ms(config.message_delay_level)
+        self.delay_levels_ms = config.delay_levels_ms
         self.disk_usage = disk_usage
         self.policy = RetentionPolicy(config)
         self.guard = DiskGuard(config)

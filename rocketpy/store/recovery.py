@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rocketpy import limits
+from rocketpy.config import parse_message_delay_level
 from rocketpy.protocol.message import (
     RECORD_FIXED_SIZE_V4,
     TRANSACTION_ROLLBACK,
@@ -93,12 +94,8 @@ def get_property(props: bytes, key_with_sep: bytes) -> bytes | None:
 
 
 def parse_delay_levels_ms(text: str) -> tuple[int, ...]:
-    """messageDelayLevel ('1s 5s 1m 2h ...') -> delay per level in ms."""
-    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-    out: list[int] = []
-    for word in text.split():
-        out.append(int(word[:-1]) * units[word[-1]])
-    return tuple(out)
+    """messageDelayLevel ('1s 5s 1m 2h ...') -> delay per level in ms (ConfigError when bad)."""
+    return parse_message_delay_level(text)
 
 
 @dataclasses.dataclass(slots=True)

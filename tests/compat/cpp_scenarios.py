@@ -69,6 +69,8 @@ def build_message(topic: str, spec: dict):
         msg.set_keys(spec["keys"])
     for key, value in (spec.get("props") or {}).items():
         msg.set_property(key, value)
+    if spec.get("delay_level"):
+        msg.set_delay_time_level(int(spec["delay_level"]))
     msg.set_body(spec.get("body", "").encode())
     return msg
 
@@ -181,9 +183,23 @@ def consume(args: dict) -> None:
         entry = describe(msg, names)
         with _print_lock:
             count[0] += 1
-        emit({"event": "msg", **entry})
+        emit({"event": "msg", "at": time.time(), **entry})
 
-    consumer.subscribe(args["topic"], on_message, args.get("expression", "*"))
+    if args.get("fail"):
+        # A listener that fails every message: the callback answers RECONSUME_LATER itself. (The
+        # wheel's own wrapper re-raises a listener's exception inside the ctypes callback, which
+        # then returns 0 = CONSUME_SUCCESS, so raising would not make the client retry.)
+        from rocketmq.client import dll, ffi_check
+        from rocketmq.ffi import _CConsumeStatus
+
+        def failing(_consumer, cmsg) -> int:
+            from rocketmq.client import RecvMessage
+            on_message(RecvMessage(cmsg))
+            return _CConsumeStatus.RECONSUME_LATER.value
+        ffi_check(dll.Subscribe(consumer._handle, args["topic"].encode(), args.get("expression", "*").encode()))
+        consumer._register_callback(failing)
+    else:
+        consumer.subscribe(args["topic"], on_message, args.get("expression", "*"))
     consumer.start()
     emit({"event": "started", "pid": os.getpid()})
     deadline = time.monotonic() + args["deadline_s"]

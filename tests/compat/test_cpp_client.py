@@ -9,8 +9,7 @@ tags, keys, user properties (UTF-8) and a compressed body, checked in the store;
 CLUSTERING mode (two processes of one group split the queues, every message consumed; a TagA
 subscription started after the sends gets only TagA, from offset 0), in BROADCASTING mode, and
 orderly (LOCK_BATCH_MQ); PullConsumer.pull; committed offsets and unregistration on shutdown.
-Not covered (rocketpy has no CONSUMER_SEND_MSG_BACK / delay levels yet, issue 5): a callback that
-raises.
+Delayed messages and a failing listener (retry, DLQ) are in test_cpp_delay_retry.py.
 
 The client runs in child processes of the compat venv's python (tests/compat/cpp_scenarios.py,
 JSON in argv, JSON lines out). Every child has its own HOME, so the C++ logs

@@ -288,19 +288,104 @@ def test_unknown_topic_is_auto_created_through_control_or_refused_with_its_remar
     run(main())
 
 
-def test_delayed_and_half_messages_are_stored_not_dropped_until_issue_5() -> None:
+def test_half_messages_are_stored_not_dropped_until_issue_5() -> None:
     async def main() -> None:
         rig = rig_for()
         await rig.start()
         c = rig.client()
-        r = await c.call(v2(c, props="DELAY\x013\x02TAGS\x01t"))
-        assert r.code == ResponseCode.SUCCESS
-        rec = decode_record(rig.writer.seen[-1][1][0])
-        assert parse_properties(rec.properties)["DELAY"] == "3" and rec.topic == "TopicA"
         r = await c.call(v2(c, props="TRAN_MSG\x01true\x02PGROUP\x01PG", f=str(int(SysFlag.TRANSACTION_PREPARED))))
         assert r.code == ResponseCode.SUCCESS
         req, records = rig.writer.seen[-1]
         assert req.sys_flag & 0xC == 0 and decode_record(records[0]).sys_flag & 0xC == 0
+        await rig.stop()
+    run(main())
+
+
+@pytest.mark.parametrize(("delay", "topic", "queue_id", "stored_delay"), [
+    ("3", "SCHEDULE_TOPIC_XXXX", 2, "3"),
+    ("1", "SCHEDULE_TOPIC_XXXX", 0, "1"),
+    ("99", "SCHEDULE_TOPIC_XXXX", 2, "3"),        # capped at the highest level (3 configured)
+    ("0", "TopicA", 1, "0"),
+    ("-2", "TopicA", 1, "-2"),
+    ("x", "TopicA", 1, "x"),
+])
+def test_a_delayed_message_is_parked_in_the_schedule_topic_with_its_real_topic_and_queue(
+        delay: str, topic: str, queue_id: int, stored_delay: str) -> None:
+    async def main() -> None:
+        rig = rig_for(message_delay_level="1s 2s 3s")
+        await rig.start()
+        c = rig.client()
+        r = await c.call(v2(c, props=f"DELAY\x01{delay}\x02TAGS\x01t\x02WAIT\x01true"))
+        assert r.code == ResponseCode.SUCCESS
+        assert r.ext_fields["queueId"] == "1"             # the client is told its own queue
+        req, records = rig.writer.seen[-1]
+        rec = decode_record(records[0])
+        props = parse_properties(rec.properties)
+        assert (req.topic, req.queue_id, rec.topic, rec.queue_id) == (topic, queue_id, topic, queue_id)
+        assert props["DELAY"] == stored_delay and props["TAGS"] == "t" and "WAIT" not in props
+        if topic == "SCHEDULE_TOPIC_XXXX":
+            assert (props["REAL_TOPIC"], props["REAL_QID"]) == ("TopicA", "1")
+        else:
+            assert "REAL_TOPIC" not in props and "REAL_QID" not in props
+        await rig.stop()
+    run(main())
+
+
+def test_put_record_parks_a_delayed_message_too() -> None:
+    async def main() -> None:
+        rig = rig_for(message_delay_level="1s 2s 3s")
+        await rig.start()
+        future = rig.server.send.put_record("%RETRY%G", 0, b"x", "DELAY\x012\x02ORIGIN_MESSAGE_ID\x01M",
+                                            born_timestamp_ms=1, born_ip=bytes(4), born_port=1)
+        r = await asyncio.wait_for(future, 2)
+        assert r.code == ResponseCode.SUCCESS and r.ext_fields["queueId"] == "0"
+        rec = decode_record(rig.writer.seen[-1][1][0])
+        props = parse_properties(rec.properties)
+        assert (rec.topic, rec.queue_id) == ("SCHEDULE_TOPIC_XXXX", 1)
+        assert (props["REAL_TOPIC"], props["REAL_QID"], props["ORIGIN_MESSAGE_ID"]) == ("%RETRY%G", "0", "M")
+        await rig.stop()
+    run(main())
+
+
+@pytest.mark.parametrize(("reconsume", "max_times", "topic"), [
+    ("0", None, "%RETRY%G"), ("15", None, "%RETRY%G"), ("16", None, "%DLQ%G"),
+    ("2", "3", "%RETRY%G"), ("3", "3", "%DLQ%G"), ("4", "3", "%DLQ%G"),
+])
+def test_a_client_send_to_a_retry_topic_past_the_limit_goes_to_the_dlq(reconsume: str, max_times: str | None,
+                                                                         topic: str) -> None:
+    async def main() -> None:
+        rig = rig_for(message_delay_level="1s 2s 3s")
+        rig.ctx.set_topics({**rig.ctx.topics, "%RETRY%G": TopicConfig("%RETRY%G", 1, 1, 6)})
+        await rig.start()
+        created = TopicConfig("%DLQ%G", 1, 1, 6)
+        control = FakeControl(RemotingCommand(code=0, flag=1, body=created.to_json()))
+        rig.server.send.control = control  # type: ignore[assignment]
+        c = rig.client()
+        extra = {"j": reconsume} if max_times is None else {"j": reconsume, "l": max_times}
+        r = await c.call(v2(c, topic="%RETRY%G", queue_id="0", props="DELAY\x013\x02RETRY_TOPIC\x01T",
+                            **extra))
+        assert r.code == ResponseCode.SUCCESS, r.remark
+        rec = decode_record(rig.writer.seen[-1][1][0])
+        props = parse_properties(rec.properties)
+        if topic == "%DLQ%G":
+            assert (rec.topic, rec.queue_id, "DELAY" in props) == ("%DLQ%G", 0, False)
+            assert control.asked[0].ext_fields == {"topic": "%DLQ%G"}
+        else:
+            assert (rec.topic, props["REAL_TOPIC"]) == ("SCHEDULE_TOPIC_XXXX", "%RETRY%G")
+        assert rec.reconsume_times == int(reconsume) and props["RETRY_TOPIC"] == "T"
+        await rig.stop()
+    run(main())
+
+
+def test_a_retry_send_of_an_unknown_group_is_refused_without_auto_create() -> None:
+    async def main() -> None:
+        rig = Rig(StoreConfig(store_path_root_dir="/nonexistent"),
+                  BrokerConfig(broker_ip1="192.168.7.7", listen_port=10911, auto_create_subscription_group=False),
+                  topics={"%RETRY%G": TopicConfig("%RETRY%G", 1, 1, 6)})
+        await rig.start()
+        c = rig.client()
+        r = await c.call(v2(c, topic="%RETRY%G", queue_id="0", j="20"))
+        assert r.code == ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST and "G" in r.remark
         await rig.stop()
     run(main())
 

@@ -5,6 +5,7 @@
 | send | SEND_MESSAGE 10, SEND_MESSAGE_V2 310, SEND_BATCH_MESSAGE 320 | the writer, through this worker's put ring |
 | pull | PULL_MESSAGE 11 (+ long_polling) | read-only maps of CommitLog and ConsumeQueue |
 | lookup | GET_MAX/MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP, GET_EARLIEST_MSG_STORETIME, QUERY_MESSAGE, VIEW_MESSAGE_BY_ID | the queue table and the maps |
+| sendback | CONSUMER_SEND_MSG_BACK 36 (retry and DLQ) | the maps (the failed message), then the put ring |
 | forward | HEART_BEAT, offsets, topics and groups admin, locks, runtime info | control, over its unix socket |
 
 `WorkerContext` is what they share: configs, the shared-memory views, the

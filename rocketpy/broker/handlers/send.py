@@ -28,27 +28,25 @@ bytes with the BORNHOST_V6 sysFlag bit — the C++ and ali-ons clients cannot
 decode that, so serve them over IPv4); store host = brokerIP1:listenPort, the
 address clients reach the broker at (VIEW_MESSAGE_BY_ID and send-back rely on it).
 
+A message with a DELAY level (not a half message) is stored in
+SCHEDULE_TOPIC_XXXX queue level-1 with REAL_TOPIC / REAL_QID (`records.schedule_rewrite`);
+control's delay scheduler delivers it when due. A send to `%RETRY%<group>` past the
+group's reconsume limit goes to `%DLQ%<group>` (SendMessageProcessor.handleRetryAndDLQ).
 A message whose property TRAN_MSG is true is stored as a transactional half
 message (handlers/transaction.py); a PREPARED or ROLLBACK sysFlag without it is
 MESSAGE_ILLEGAL (RocketMQ would store a record no queue ever shows).
-
-TODO(issue 5): `%RETRY%` reconsume limits and the DLQ, DELAY (SCHEDULE_TOPIC_XXXX)
-are not implemented yet. Until then a DELAY message is stored as a normal
-message of its own topic, visible at once, and each such store is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import random
 import struct
 import time
-import zlib
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rocketpy import limits
 from rocketpy.broker.connection import ClientConnection
@@ -63,6 +61,19 @@ from rocketpy.broker.putwire import (
     PutStatus,
     encode_put_request_parts,
 )
+from rocketpy.broker.records import (
+    DELAY_PREFIX,
+    delay_level,
+    has_true,
+    host_bytes,
+    host_flags,
+    record_parts,
+    schedule_rewrite,
+    topic_part,
+    wait_and_strip,
+    with_cluster,
+    without_property,
+)
 from rocketpy.config import FlushDiskType
 from rocketpy.errors import ProtocolError
 from rocketpy.ipc.doorbell import Doorbell
@@ -73,22 +84,21 @@ from rocketpy.protocol.bodies import TopicConfig, TopicFilterType
 from rocketpy.protocol.codes import RequestCode, ResponseCode
 from rocketpy.protocol.headers import SendMessageRequestHeader
 from rocketpy.protocol.message import (
-    MESSAGE_MAGIC,
     NAME_VALUE_SEPARATOR,
-    PROPERTY_CLUSTER,
     PROPERTY_DELAY_TIME_LEVEL,
-    PROPERTY_SEPARATOR,
     PROPERTY_TRANSACTION_PREPARED,
-    PROPERTY_WAIT_STORE_MSG_OK,
+    TRANSACTION_COMMIT,
+    TRANSACTION_NOT,
     TRANSACTION_PREPARED,
     TRANSACTION_ROLLBACK,
     TRANSACTION_TYPE_MASK,
     SysFlag,
-    format_properties,
-    parse_properties,
 )
 from rocketpy.protocol.msgid import offset_msg_id
 from rocketpy.protocol.remoting import RemotingCommand
+
+if TYPE_CHECKING:
+    from rocketpy.broker.control.groups import SubscriptionGroupConfig
 
 log = logging.getLogger("rocketpy.broker.worker")
 
@@ -97,97 +107,11 @@ AUTO_CREATE_TIMEOUT_MS = limits.AUTO_CREATE_TIMEOUT_MS
 
 _RESPONSE = struct.Struct("<QIIqqqq")      # putwire's put response, unpacked without an object
 assert _RESPONSE.size == RESPONSE_SIZE
-_PROPS_LEN = struct.Struct(">h")
-_WAIT_PREFIX = PROPERTY_WAIT_STORE_MSG_OK + NAME_VALUE_SEPARATOR
-_CLUSTER_PREFIX = PROPERTY_CLUSTER + NAME_VALUE_SEPARATOR
-_DELAY_PREFIX = PROPERTY_DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
 _TRAN_PREFIX = PROPERTY_TRANSACTION_PREPARED + NAME_VALUE_SEPARATOR
 # sysFlag bits as plain ints: IntFlag arithmetic costs microseconds on the hot path.
 _MULTI_TAGS = int(SysFlag.MULTI_TAGS)
-_BORNHOST_V6 = int(SysFlag.BORNHOST_V6)
-_STOREHOST_V6 = int(SysFlag.STOREHOST_V6)
-_HOST_V6_BITS = _BORNHOST_V6 | _STOREHOST_V6
-
-
-def _record_head(born_len: int, store_len: int) -> struct.Struct:
-    """Everything of a stored record before its body (protocol.message layout)::
-
-        TOTALSIZE MAGIC BODYCRC QUEUEID FLAG QUEUEOFFSET PHYSOFFSET SYSFLAG BORNTS
-        BORNHOST(4|16) BORNPORT STORETS STOREHOST(4|16) STOREPORT RECONSUME PREPARED_TX BODYLEN
-    """
-    return struct.Struct(f">iIiiiqqiq{born_len}siq{store_len}siiqi")
-
-
-_HEADS = {(b, s): _record_head(b, s) for b in (4, 16) for s in (4, 16)}
-assert _HEADS[(4, 4)].size + 1 + 2 == 91, "record layout drifted from protocol.message"
-
-
-def host_bytes(ip: str) -> tuple[bytes, bool]:
-    """(address bytes, is IPv6) of a host as stored in a record; v4-mapped IPv6 is stored as IPv4."""
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return addr.ipv4_mapped.packed, False
-        return addr.packed, True
-    return addr.packed, False
-
-
-def wait_and_strip(props: str) -> tuple[str, bool]:
-    """(properties without WAIT, whether the client waits): WAIT is honoured, not stored (4.9.1+).
-
-    Java's isWaitStoreMsgOK: absent -> true, else Boolean.parseBoolean.
-    """
-    at = props.find(_WAIT_PREFIX)
-    if at < 0:
-        return props, True
-    if at == 0 or props[at - 1] == PROPERTY_SEPARATOR:
-        end = props.find(PROPERTY_SEPARATOR, at)
-        stop = len(props) if end < 0 else end
-        if props.find(_WAIT_PREFIX, stop) < 0:      # the usual case: one WAIT item
-            value = props[at + len(_WAIT_PREFIX):stop]
-            rest = props[:at] + props[stop + 1:] if end >= 0 else props[:max(0, at - 1)]
-            return rest, (value.lower() == "true") if value else True
-    wait = True
-    kept: list[str] = []
-    for item in props.split(PROPERTY_SEPARATOR):
-        if item.startswith(_WAIT_PREFIX):
-            value = item[len(_WAIT_PREFIX):]
-            if value:
-                wait = value.lower() == "true"
-        elif item:
-            kept.append(item)
-    return PROPERTY_SEPARATOR.join(kept), wait
-
-
-def with_cluster(props: str, cluster: str) -> str:
-    """Add CLUSTER=<cluster> (replacing any value the client sent)."""
-    if _CLUSTER_PREFIX in props:
-        parsed = parse_properties(props)
-        parsed[PROPERTY_CLUSTER] = cluster
-        return format_properties(parsed)
-    entry = _CLUSTER_PREFIX + cluster
-    if not props:
-        return entry
-    if props.endswith(PROPERTY_SEPARATOR):
-        return props + entry
-    return props + PROPERTY_SEPARATOR + entry
-
-
-def _has_true(props: str, prefix: str) -> bool:
-    if prefix not in props:
-        return False
-    value = parse_properties(props).get(prefix[:-1], "")
-    return value.lower() == "true"
-
-
-def _delay_level(props: str) -> int:
-    if _DELAY_PREFIX not in props:
-        return 0
-    value = parse_properties(props).get(PROPERTY_DELAY_TIME_LEVEL, "")
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+# Kept importable from here: the record-encoding helpers moved to broker/records.py.
+__all__ = ["FutureSink", "PendingPut", "SendHandlers", "host_bytes", "wait_and_strip", "with_cluster"]
 
 
 class FutureSink:
@@ -250,7 +174,7 @@ class SendHandlers:
         self._host_cache: dict[str, tuple[bytes, bool]] = {}
         self.store_ip, self.store_v6 = host_bytes(ctx.store_host)
         self.last_generation = self._generation()
-        self._warned_deferred: set[tuple[str, str]] = set()
+        self.delay_level_count = len(cfg.delay_levels_ms)
 
     # --- checks (§9.2.1) --------------------------------------------------------------------
 
@@ -329,18 +253,27 @@ class SendHandlers:
         if config.topic_filter_type is TopicFilterType.MULTI_TAG:
             sys_flag |= _MULTI_TAGS
         props, wait = wait_and_strip(header.properties or "")
-        transactional = _TRAN_PREFIX in props and _has_true(props, _TRAN_PREFIX)
+        transactional = _TRAN_PREFIX in props and has_true(props, _TRAN_PREFIX)
         if transactional and self.ctx.broker_config.reject_transaction_message:
             return request.response(ResponseCode.NO_PERMISSION,
                                     f"the broker[{self.ctx.store_host}] sending transaction message is forbidden")
         props = with_cluster(props, self.ctx.cluster_name)
         if header.batch:
             return self._send_batch(request, conn, header, queue_id, sys_flag, props, wait)
+        if t.is_retry_topic(topic):
+            return self._send_retry(request, conn, header, queue_id, sys_flag, props, wait)
+        return self._send_single(request, conn, header, topic, queue_id, sys_flag, props, wait)
+
+    def _send_single(self, request: RemotingCommand, conn: ClientConnection,
+                     header: SendMessageRequestHeader, topic: str, queue_id: int, sys_flag: int, props: str,
+                     wait: bool) -> RemotingCommand | None:
         body = request.body
         if len(body) > self.max_message_size:
             return request.response(
                 ResponseCode.MESSAGE_ILLEGAL,
                 f"message body is {len(body)} bytes; maxMessageSize is {self.max_message_size}")
+        answer_queue_id = queue_id
+        transactional = _TRAN_PREFIX in props and has_true(props, _TRAN_PREFIX)
         if transactional:       # a half message, until END_TRANSACTION (handlers/transaction.py)
             from rocketpy.broker.handlers.transaction import half_message  # imports this module
 
@@ -349,28 +282,94 @@ class SendHandlers:
             return request.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "the sysFlag marks a transactional half message but property TRAN_MSG is not "
                                     "true; send it with a transactional producer")
-        else:
-            sys_flag = self._deferred_features(topic, props, sys_flag)
+        elif DELAY_PREFIX in props:
+            dest = schedule_rewrite(topic, queue_id, props, self.delay_level_count)
+            topic, queue_id, props = dest.topic, dest.queue_id, dest.props
         props_b = props.encode()
         if len(props_b) > limits.PROPERTIES_SIZE_MAX:
             return request.response(
                 ResponseCode.MESSAGE_ILLEGAL,
                 f"stored properties are {len(props_b)} bytes; the limit is {limits.PROPERTIES_SIZE_MAX}")
-        topic_b = topic.encode()
-        topic_part = bytes((len(topic_b),)) + topic_b
         born_ip, born_v6 = self._born(conn)
         sys_flag = self._host_flags(sys_flag, born_v6)
-        parts, size = self._record_parts(body, topic_part, props_b, queue_id, header.flag, sys_flag,
+        parts, size = self._record_parts(body, topic_part(topic), props_b, queue_id, header.flag, sys_flag,
                                          header.born_timestamp, born_ip, conn.peer_port,
                                          header.reconsume_times or 0)
-        return self._put(request, conn, topic, queue_id, sys_flag, parts, [size], wait, 0)
+        return self._put(request, conn, topic, queue_id, sys_flag, parts, [size], wait, 0,
+                         answer_queue_id=answer_queue_id)
+
+    def _send_retry(self, request: RemotingCommand, conn: ClientConnection, header: SendMessageRequestHeader,
+                    queue_id: int, sys_flag: int, props: str, wait: bool) -> Any:
+        """A message a client sends to %RETRY%<group> itself (the C++ client does when its send-back
+        failed): past the group's reconsume limit it goes to %DLQ%<group> queue 0 with no delay
+        (SendMessageProcessor.handleRetryAndDLQ)."""
+        group = header.topic[len(t.RETRY_GROUP_TOPIC_PREFIX):]
+        group_config = self.group_config(group)
+        if group_config is None:
+            return request.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                                    f"subscription group not exist, {group}; create it first "
+                                    "(autoCreateSubscriptionGroup is off)")
+        max_times = (header.max_reconsume_times if header.max_reconsume_times is not None
+                     else group_config.retry_max_times)
+        if (header.reconsume_times or 0) < max_times:
+            return self._send_single(request, conn, header, header.topic, queue_id, sys_flag, props, wait)
+        dlq = t.dlq_topic(group)
+        props = without_property(props, PROPERTY_DELAY_TIME_LEVEL)
+        log.info("message of group %s reconsumed %d times (max %d): stored in %s", group,
+                 header.reconsume_times or 0, max_times, dlq)
+        if dlq in self.ctx.topics:
+            return self._send_single(request, conn, header, dlq, 0, sys_flag, props, wait)
+
+        async def after_create() -> RemotingCommand | None:
+            created = await self.ensure_topic(dlq, request)
+            if isinstance(created, RemotingCommand):
+                return created
+            if conn.closed:
+                return None
+            return self._send_single(request, conn, header, dlq, 0, sys_flag, props, wait)
+        return after_create()
+
+    def group_config(self, group: str) -> SubscriptionGroupConfig | None:
+        """The group's subscription config from control's table, or the defaults when the group is
+        unknown and autoCreateSubscriptionGroup is on (control creates it when it makes the group's
+        retry or DLQ topic); None when it is unknown and may not be created."""
+        config = self.ctx.groups.get(group)
+        if config is not None:
+            return config
+        if not self.ctx.broker_config.auto_create_subscription_group:
+            return None
+        from rocketpy.broker.control.groups import SubscriptionGroupConfig
+
+        return SubscriptionGroupConfig(group_name=group)
+
+    async def ensure_topic(self, topic: str, request: RemotingCommand) -> TopicConfig | RemotingCommand:
+        """A topic's config, created through control when unknown (control's AUTO_CREATE_TOPIC applies
+        the %RETRY% / %DLQ% rules); an error response when it cannot be had."""
+        config = self.ctx.topics.get(topic)
+        if config is not None:
+            return config
+        link = self.control
+        if link is None or not link.ready:
+            return request.response(ResponseCode.SYSTEM_ERROR,
+                                    f"topic[{topic}] is unknown and the broker's control process is not "
+                                    "reachable to create it; retry shortly")
+        ask = RemotingCommand.request(InternalCode.AUTO_CREATE_TOPIC, {"topic": topic})
+        try:
+            answer = await link.request(ask, timeout_ms=AUTO_CREATE_TIMEOUT_MS)
+        except ControlUnavailable as exc:
+            return request.response(ResponseCode.SYSTEM_ERROR, str(exc))
+        if answer.code != ResponseCode.SUCCESS:
+            return restamp(answer, request)
+        config = TopicConfig.from_json(answer.body)
+        self.ctx.put_topic(config)
+        return config
 
     def _send_batch(self, request: RemotingCommand, conn: ClientConnection, header: SendMessageRequestHeader,
                     queue_id: int, sys_flag: int, header_props: str, wait: bool) -> RemotingCommand | None:
         topic = header.topic
         if sys_flag & TRANSACTION_TYPE_MASK:
             return request.response(ResponseCode.MESSAGE_ILLEGAL, "a batch cannot hold transactional messages")
-        if _delay_level(header_props) > 0:
+        if delay_level(header_props) > 0:
             return request.response(ResponseCode.MESSAGE_ILLEGAL, "a batch cannot hold delayed messages")
         try:
             items = decode_batch_body(request.body)
@@ -409,17 +408,6 @@ class SendHandlers:
                 "(maxMessageSize + 64 KiB); send smaller batches")
         return self._put(request, conn, topic, queue_id, sys_flag, parts, sizes, wait, FLAG_BATCH)
 
-    def _deferred_features(self, topic: str, props: str, sys_flag: int) -> int:
-        """TODO(issue 5): delay and retry limits. Store such messages as normal ones."""
-        kind = None
-        if _DELAY_PREFIX in props and _delay_level(props) > 0:
-            kind = "DELAY"
-        if kind is not None and (kind, topic) not in self._warned_deferred:
-            self._warned_deferred.add((kind, topic))
-            log.warning("%s messages are not supported yet (issue 5): storing them in topic %s as normal "
-                        "messages, deliverable at once", kind, topic)
-        return sys_flag
-
     # --- records ------------------------------------------------------------------------------------
 
     def _born(self, conn: ClientConnection) -> tuple[bytes, bool]:
@@ -436,24 +424,13 @@ class SendHandlers:
         return cached
 
     def _host_flags(self, sys_flag: int, born_v6: bool) -> int:
-        sys_flag &= ~_HOST_V6_BITS
-        if born_v6:
-            sys_flag |= _BORNHOST_V6
-        if self.store_v6:
-            sys_flag |= _STOREHOST_V6
-        return sys_flag
+        return host_flags(sys_flag, born_v6, self.store_v6)
 
-    def _record_parts(self, body: bytes, topic_part: bytes, props_b: bytes, queue_id: int, flag: int,
+    def _record_parts(self, body: bytes, topic_part_b: bytes, props_b: bytes, queue_id: int, flag: int,
                       sys_flag: int, born_ts: int, born_ip: bytes, born_port: int, reconsume: int,
                       prepared_tx_offset: int = 0) -> tuple[list[bytes], int]:
-        """One stored record as parts: fixed head, body, topic, properties (queue offset, phys offset
-        and store time are left 0 for the writer to patch)."""
-        head = _HEADS[(len(born_ip), len(self.store_ip))]
-        size = head.size + len(body) + len(topic_part) + 2 + len(props_b)
-        head_b = head.pack(size, MESSAGE_MAGIC, zlib.crc32(body) & 0x7FFFFFFF, queue_id, flag, 0, 0, sys_flag,
-                           born_ts, born_ip, born_port, 0, self.store_ip, self.ctx.store_port, reconsume,
-                           prepared_tx_offset, len(body))
-        return [head_b, body, topic_part, _PROPS_LEN.pack(len(props_b)) + props_b], size
+        return record_parts(body, topic_part_b, props_b, queue_id, flag, sys_flag, born_ts, born_ip, born_port,
+                            self.store_ip, self.ctx.store_port, reconsume, prepared_tx_offset)
 
     # --- the ring -------------------------------------------------------------------------------------
 
@@ -466,10 +443,16 @@ class SendHandlers:
         """Put one message the broker itself makes (send-back, transaction commit, ...) through this
         worker's ring. The future resolves to the response a client would get for the same send:
         SUCCESS (ext msgId, queueId, queueOffset) once stored — and flushed under SYNC_FLUSH when
-        `wait` — or an error code with a remark. `props` is stored as given (add CLUSTER yourself)."""
+        `wait` — or an error code with a remark. `props` is stored as given (add CLUSTER yourself),
+        except that a DELAY level parks a non-half message in SCHEDULE_TOPIC_XXXX, as for a client's
+        send (`records.schedule_rewrite`); the answer's queueId is then still `queue_id`."""
         future: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
         request = RemotingCommand.request(RequestCode.SEND_MESSAGE, {})
         refused: RemotingCommand | None = None
+        answer_queue_id = queue_id
+        if DELAY_PREFIX in props and sys_flag & TRANSACTION_TYPE_MASK in (TRANSACTION_NOT, TRANSACTION_COMMIT):
+            dest = schedule_rewrite(topic, queue_id, props, self.delay_level_count)
+            topic, queue_id, props = dest.topic, dest.queue_id, dest.props
         props_b = props.encode()
         if len(body) > self.max_message_size:
             refused = request.response(ResponseCode.MESSAGE_ILLEGAL,
@@ -479,18 +462,21 @@ class SendHandlers:
                                        f"stored properties are {len(props_b)} bytes; the limit is "
                                        f"{limits.PROPERTIES_SIZE_MAX}")
         else:
-            topic_b = topic.encode()
             sys_flag = self._host_flags(sys_flag, len(born_ip) == 16)
-            parts, size = self._record_parts(body, bytes((len(topic_b),)) + topic_b, props_b, queue_id, flag,
+            parts, size = self._record_parts(body, topic_part(topic), props_b, queue_id, flag,
                                              sys_flag, born_timestamp_ms, born_ip, born_port, reconsume_times,
                                              prepared_transaction_offset)
-            refused = self._put(request, FutureSink(future), topic, queue_id, sys_flag, parts, [size], wait, 0)
+            refused = self._put(request, FutureSink(future), topic, queue_id, sys_flag, parts, [size], wait, 0,
+                                answer_queue_id=answer_queue_id)
         if refused is not None:
             future.set_result(refused)
         return future
 
     def _put(self, request: RemotingCommand, conn: ClientConnection | FutureSink, topic: str, queue_id: int, sys_flag: int,
-             parts: list[bytes], sizes: list[int], wait: bool, flags: int) -> RemotingCommand | None:
+             parts: list[bytes], sizes: list[int], wait: bool, flags: int, *,
+             answer_queue_id: int | None = None) -> RemotingCommand | None:
+        """answer_queue_id: the queue the client is told (its own, when a delay parked the message
+        in the schedule topic's queue instead, as RocketMQ answers)."""
         wait = wait and self.sync_flush
         if wait:
             flags |= FLAG_WAIT
@@ -507,7 +493,8 @@ class SendHandlers:
         if not accepted:
             self._ring_writer_soon()
             return request.response(ResponseCode.SYSTEM_BUSY, REMARK_SYSTEM_BUSY)
-        self.pending[request_id] = PendingPut(conn, request, queue_id, sizes, wait, generation, time.monotonic())
+        self.pending[request_id] = PendingPut(conn, request, queue_id if answer_queue_id is None else answer_queue_id,
+                                              sizes, wait, generation, time.monotonic())
         self._ring_writer_soon()
         return None
 
