@@ -288,7 +288,7 @@ def test_unknown_topic_is_auto_created_through_control_or_refused_with_its_remar
     run(main())
 
 
-def test_half_messages_are_stored_not_dropped_until_issue_5() -> None:
+def test_a_half_message_is_parked_in_the_half_topic_with_its_transaction_bits_reset() -> None:
     async def main() -> None:
         rig = rig_for()
         await rig.start()
@@ -297,6 +297,9 @@ def test_half_messages_are_stored_not_dropped_until_issue_5() -> None:
         assert r.code == ResponseCode.SUCCESS
         req, records = rig.writer.seen[-1]
         assert req.sys_flag & 0xC == 0 and decode_record(records[0]).sys_flag & 0xC == 0
+        rec = decode_record(records[0])
+        assert (req.topic, rec.topic, rec.queue_id) == ("RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_HALF_TOPIC", 0)
+        assert parse_properties(rec.properties)["REAL_TOPIC"] == "TopicA"
         await rig.stop()
     run(main())
 
