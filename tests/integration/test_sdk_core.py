@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from rocketpy.client.config import ClientConfig
-from rocketpy.client.instance import ClientInstance
+from rocketpy.client.instance import PULL_FLAG_SUBSCRIPTION, ClientInstance
 from rocketpy.client.message import MessageQueue, PullStatus
 from rocketpy.errors import NoRouteError
 from tests.support.broker_ops import send
@@ -70,7 +70,9 @@ def test_core_requests_against_a_real_broker(running):
             pulled = await inst.pull(mq, group="CoreG", queue_offset=0, suspend_timeout_ms=1000, subscription="A")
             assert pulled.status is PullStatus.FOUND and pulled.next_begin_offset == 3
             assert [m.body for m in pulled.messages] == [b"m0", b"m2"]
-            empty = await inst.pull(mq, group="CoreG", queue_offset=3, sys_flag=0)
+            # Without SUSPEND: answered at once. Without SUBSCRIPTION the broker would need the
+            # group's heartbeat-registered subscription (none yet): SUBSCRIPTION_NOT_EXIST.
+            empty = await inst.pull(mq, group="CoreG", queue_offset=3, sys_flag=PULL_FLAG_SUBSCRIPTION)
             assert empty.status is PullStatus.NO_NEW_MSG
             await inst.update_consumer_offset(mq, "CoreG", 2, oneway=False)
             assert await inst.query_consumer_offset(mq, "CoreG") == 2
