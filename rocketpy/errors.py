@@ -80,3 +80,61 @@ def error_for_code(code: int, remark: str | None = None) -> RemotingError:
     err = RemotingError(code, remark)
     err.retriable = code in RETRIABLE_RESPONSE_CODES
     return err
+
+
+# --- client SDK ---------------------------------------------------------------------
+
+
+class ClientError(RocketpyError):
+    """A failure of the client SDK that no broker reported (state, routing, arguments)."""
+
+
+class ClientStateError(ClientError):
+    """A producer or consumer used before start() or after close()."""
+
+
+class NoRouteError(ClientError):
+    """No NameServer knows a route for the topic (or none could be reached)."""
+
+    retriable = True
+
+
+class BrokerNotFoundError(ClientError):
+    """The route names no reachable address for a broker."""
+
+    retriable = True
+
+
+class SendFailedError(ClientError):
+    """Every attempt of a send failed; `errors` holds each attempt's error, last one last."""
+
+    def __init__(self, message: str, errors: list[BaseException] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
+        self.retriable = bool(self.errors) and all(getattr(e, "retriable", False) for e in self.errors)
+
+
+# What a user can do about a failed broker response, by response code.
+CLIENT_ADVICE_BY_CODE: dict[int, str] = {
+    1: "the broker failed internally; retry, and check the broker log if it persists",
+    2: "the broker is overloaded; retry later or slow the producer down",
+    13: "the message breaks a broker rule (size, topic or property); fix the message",
+    14: "the broker cannot serve this now (role or disk); retry, possibly on another broker",
+    16: "the broker or topic forbids this operation; check the topic's permissions",
+    17: "the topic does not exist on that broker; create it or enable autoCreateTopicEnable",
+    24: "the group's subscription is unknown to the broker; send a heartbeat first",
+    26: "the consumer group does not exist; create it or enable autoCreateSubscriptionGroup",
+}
+
+
+def client_error_for_code(code: int, remark: str | None, doing: str) -> RemotingError:
+    """error_for_code with a message that says what was being done and what to do."""
+    err = error_for_code(code, remark)
+    advice = CLIENT_ADVICE_BY_CODE.get(code)
+    text = f"{doing} failed with response code {code}"
+    if remark:
+        text += f" ({remark.strip()})"
+    if advice:
+        text += f": {advice}"
+    err.args = (text,)
+    return err

@@ -131,6 +131,33 @@ CONSUMEQUEUE_TAIL_CHECK_ENTRIES_MAX = 64
 INDEX_KEY_PREFIX_CACHE_MAX = 4096
 DISK_CHECK_INTERVAL_MS = 1000  # statvfs of the store's partition for the disk-full guard
 
+# --- client SDK (RocketMQ ClientConfig / DefaultMQProducer / DefaultLitePullConsumer defaults) ----
+
+CLIENT_POLL_NAME_SERVER_INTERVAL_MS_DEFAULT = 30_000       # pollNameServerInterval
+CLIENT_HEARTBEAT_BROKER_INTERVAL_MS_DEFAULT = 30_000       # heartbeatBrokerInterval
+CLIENT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS_DEFAULT = 5_000  # persistConsumerOffsetInterval
+CLIENT_API_TIMEOUT_MS_DEFAULT = 3_000                      # mqClientApiTimeout
+CLIENT_CONNECT_TIMEOUT_MS_DEFAULT = 3_000                  # connectTimeoutMillis
+CLIENT_PULL_TIME_DELAY_MS_WHEN_EXCEPTION_DEFAULT = 1_000   # pullTimeDelayMillsWhenException
+CLIENT_SHUTDOWN_TIMEOUT_S = 10.0                           # bound on a blocking close()
+PRODUCER_SEND_TIMEOUT_MS_DEFAULT = 3_000                   # sendMsgTimeout (all retries together)
+PRODUCER_RETRY_TIMES_WHEN_SEND_FAILED_DEFAULT = 2          # retryTimesWhenSendFailed
+PRODUCER_RETRY_TIMES_WHEN_SEND_ASYNC_FAILED_DEFAULT = 2    # retryTimesWhenSendAsyncFailed
+PRODUCER_DEFAULT_TOPIC_QUEUE_NUMS = 4                      # defaultTopicQueueNums
+PRODUCER_CHECK_THREADS_MAX = 4                             # threads answering CHECK_TRANSACTION_STATE
+# MQFaultStrategy: a send that took >= LATENCY_MAX_MS[i] makes its broker unavailable for
+# NOT_AVAILABLE_DURATION_MS[i]; a failed send counts as FAULT_ISOLATION_LATENCY_MS.
+FAULT_LATENCY_MAX_MS = (50, 100, 550, 1_000, 2_000, 3_000, 15_000)
+FAULT_NOT_AVAILABLE_DURATION_MS = (0, 0, 30_000, 60_000, 120_000, 180_000, 600_000)
+FAULT_ISOLATION_LATENCY_MS = 30_000
+LITE_PULL_BATCH_SIZE_DEFAULT = 10                          # pullBatchSize
+LITE_PULL_THRESHOLD_FOR_ALL_DEFAULT = 10_000               # pullThresholdForAll (buffered messages)
+LITE_PULL_AUTO_COMMIT_INTERVAL_MS_DEFAULT = 5_000          # autoCommitIntervalMillis
+LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT = 20_000           # brokerSuspendMaxTimeMillis
+LITE_PULL_CONSUMER_TIMEOUT_MS_WHEN_SUSPEND = 30_000        # consumerTimeoutMillisWhenSuspend
+LITE_PULL_REBALANCE_INTERVAL_MS_DEFAULT = 20_000           # rebalance / topic metadata check
+PULL_MSG_NUMS_PER_REQUEST_MAX = 32                         # broker answers at most 32 a pull
+
 # --- relations checked at import -----------------------------------------------
 
 assert FRAME_SIZE_MAX > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
@@ -148,6 +175,10 @@ assert REGISTER_PERIOD_MS_MIN < REGISTER_PERIOD_MS_MAX
 assert CONTROL_RECONNECT_MIN_MS < CONTROL_RECONNECT_MAX_MS < CONTROL_REQUEST_TIMEOUT_MS
 assert WORKER_DRAIN_WAIT_MIN_S <= WORKER_DRAIN_WAIT_MAX_S
 assert WORKER_COMMIT_OFFSETS_BATCH_MAX <= CONTROL_COMMIT_OFFSETS_ENTRIES_MAX
+assert len(FAULT_LATENCY_MAX_MS) == len(FAULT_NOT_AVAILABLE_DURATION_MS)
+assert list(FAULT_LATENCY_MAX_MS) == sorted(FAULT_LATENCY_MAX_MS)
+assert LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT < LITE_PULL_CONSUMER_TIMEOUT_MS_WHEN_SUSPEND
+assert LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT <= PULL_SUSPEND_TIMEOUT_MS_MAX
 
 # --- push consumer (DefaultMQPushConsumer / ProcessQueue / RebalanceService defaults) -----
 
