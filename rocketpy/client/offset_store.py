@@ -83,7 +83,7 @@ class RemoteBrokerOffsetStore(_MemoryOffsets[Q]):
 
     def __init__(self, broker: OffsetBroker[Q], group: str) -> None:
         super().__init__()
-        self._broker = broker
+        self.broker = broker
         self.group = group
 
     def load(self) -> None:
@@ -95,7 +95,7 @@ class RemoteBrokerOffsetStore(_MemoryOffsets[Q]):
             offset = self._table.get(mq)
             if offset is not None or read_type == ReadOffsetType.READ_FROM_MEMORY:
                 return -1 if offset is None else offset
-        committed = await self._broker.query_consumer_offset(mq, self.group)
+        committed = await self.broker.query_consumer_offset(mq, self.group)
         if committed is None or committed < 0:
             return -1
         self.update_offset(mq, committed, False)
@@ -107,7 +107,7 @@ class RemoteBrokerOffsetStore(_MemoryOffsets[Q]):
             if mq not in mqs:
                 continue
             try:
-                await self._broker.update_consumer_offset(mq, self.group, offset)
+                await self.broker.update_consumer_offset(mq, self.group, offset)
             except Exception as exc:  # noqa: BLE001 - retried at the next persist
                 log.warning("group %s: committing offset %d of %s/%s/%d failed: %s", self.group, offset,
                             mq.topic, mq.broker_name, mq.queue_id, exc)
@@ -117,7 +117,7 @@ class RemoteBrokerOffsetStore(_MemoryOffsets[Q]):
     async def persist(self, mq: Q) -> None:
         offset = self._table.get(mq)
         if offset is not None:
-            await self._broker.update_consumer_offset(mq, self.group, offset)
+            await self.broker.update_consumer_offset(mq, self.group, offset)
 
 
 def _mq_key(mq: QueueLike) -> tuple[str, str, int]:

@@ -279,6 +279,8 @@ class _ConsumerCore:
             try:
                 await instance.topic_route(topic)
             except Exception as exc:  # noqa: BLE001 - the topic may be created later; rebalance retries
+                if is_retry_topic(topic):
+                    continue   # created by the broker at the first send-back (or on a Java broker, at once)
                 log.warning("group %s: no route for topic %s yet (%s); consuming starts once it exists",
                             self.group, topic, exc)
         await instance.send_heartbeat_now()
@@ -311,6 +313,10 @@ class _ConsumerCore:
                     task.cancel()
         held = self.rebalance.drop_all()
         assert self.offset_store is not None
+        if isinstance(self.offset_store, RemoteBrokerOffsetStore):
+            broker = self.offset_store.broker
+            if isinstance(broker, _OffsetBrokerAdapter):
+                broker.oneway = False
         try:
             await self.offset_store.persist_all({mq for mq, _ in held})
         except Exception as exc:  # noqa: BLE001 - shutdown goes on
@@ -817,12 +823,13 @@ class _OffsetBrokerAdapter:
 
     def __init__(self, instance: ClientInstance) -> None:
         self.instance = instance
+        self.oneway = True     # the final commit at shutdown waits for the broker's answer
 
     async def query_consumer_offset(self, mq: MessageQueue, group: str) -> int | None:
         return await self.instance.query_consumer_offset(mq, group)
 
     async def update_consumer_offset(self, mq: MessageQueue, group: str, offset: int) -> None:
-        await self.instance.update_consumer_offset(mq, group, offset)
+        await self.instance.update_consumer_offset(mq, group, offset, oneway=self.oneway)
 
 
 def _tag_matches(sub: SubscriptionData, msg: MessageExt) -> bool:

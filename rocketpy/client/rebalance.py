@@ -21,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 
 from rocketpy.client.process_queue import ProcessQueue, now_ms
 from rocketpy.limits import CONSISTENT_HASH_VIRTUAL_NODE_COUNT_DEFAULT
+from rocketpy.protocol.topics import RETRY_GROUP_TOPIC_PREFIX
 
 log = logging.getLogger("rocketpy.client.rebalance")
 
@@ -240,7 +241,9 @@ class RebalanceImpl(Generic[Q]):
             try:
                 changed |= await self.rebalance_topic(topic)
             except Exception as exc:  # noqa: BLE001 - one topic's failure must not stop the others
-                log.warning("rebalance of topic %s for group %s failed: %s", topic, self.group, exc)
+                # a group's retry topic exists only once the broker created it (first send-back)
+                level = logging.DEBUG if topic.startswith(RETRY_GROUP_TOPIC_PREFIX) else logging.WARNING
+                log.log(level, "rebalance of topic %s for group %s failed: %s", topic, self.group, exc)
         # queues of topics no longer subscribed
         for mq in [mq for mq in self.process_queue_table if mq.topic not in topics]:
             pq = self.process_queue_table.pop(mq)
