@@ -242,3 +242,20 @@ def test_orderly_suspend_puts_messages_back_then_gives_up_past_the_retry_limit()
     assert answers == [0, 0, 0, 1]                  # 0 suspended twice, then past the limit: sent back
     assert fake.sent_back == [(0, -1, 2)]
     assert core.offset_store is not None and core.offset_store.offsets() == {MQ: 2}
+
+
+def test_a_message_stuck_in_its_listener_past_the_consume_timeout_is_sent_back() -> None:
+    import types
+    core, fake = make_core(consume_timeout_ms=60_000)
+    now = [1_000_000]
+    pq = ProcessQueue(clock_ms=lambda: now[0])
+    msgs = [ext(4), ext(5)]
+    pq.put_messages(msgs)
+    pq.mark_consume_start(msgs[:1])
+    core.rebalance = types.SimpleNamespace(process_queue_table={MQ: pq})  # type: ignore[assignment]
+    run(core, core.clean_expired)
+    assert fake.sent_back == [] and pq.msg_count == 2                  # not expired yet
+    now[0] += 60_001
+    run(core, core.clean_expired)
+    assert fake.sent_back == [(4, 3, 16)]                               # delay level 3, as RocketMQ
+    assert pq.msg_count == 1 and pq.first_offset() == 5                 # no longer holds the offset back
