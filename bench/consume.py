@@ -9,7 +9,7 @@ each second and at the end, with the broker's CPU seconds per 100k messages.
     python bench/consume.py --start --backlog 200000          # own broker; 200k x 1 KiB sent in batches of 32 first
     python bench/consume.py --broker 127.0.0.1:10911 --broker-pid 1234 --topic BenchTopic
     python bench/consume.py --start --backlog 50000 --quick
-    python bench/consume.py --start --backlog 50000 --quick --client sdk   # the SDK's AsyncPushConsumer
+    python bench/consume.py --start --backlog 50000 --quick --client sdk-push   # the SDK's AsyncPushConsumer
 
 Never a test: bounded by the backlog and --duration.
 """
@@ -89,7 +89,7 @@ async def produce_backlog(args: argparse.Namespace, conns, out) -> None:  # type
 
 
 class LocalNameServer:
-    """A NameServer of its own on loopback, for --client sdk --start."""
+    """A NameServer of its own on loopback, for --client sdk-push."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -194,7 +194,7 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
     if args.drop_cache:
         out("# dropping the page cache first (echo 1 > /proc/sys/vm/drop_caches)")
         os.system("sync; echo 1 > /proc/sys/vm/drop_caches")  # noqa: S605
-    if args.client == "sdk":
+    if args.client == "sdk-push":
         for c in conns:
             c.close()
         await run_sdk(args, backlog, broker_pid, roles, out, result)
@@ -274,7 +274,7 @@ async def run_sdk(args: argparse.Namespace, backlog: int, broker_pid: int | None
     )
 
     if not args.namesrv:
-        raise SystemExit("--client sdk needs a NameServer: --start (starts one) or --namesrv ADDR")
+        raise SystemExit("--client sdk-push needs the NameServer --start starts")
     count = [0]
     done = asyncio.Event()
 
@@ -314,7 +314,7 @@ async def run_sdk(args: argparse.Namespace, backlog: int, broker_pid: int | None
     out(f"== SDK consume summary: {count[0]:,} of {backlog:,} messages in {secs:.2f} s = {rate:,.0f} msg/s "
         f"(start, rebalance and long-poll set-up included)")
     out(f"client CPU: {client_s:.2f} s = {client_s / max(1, count[0]) * 100_000:.2f} s per 100k messages")
-    result.update({"client": "sdk", "backlog": backlog, "messages": count[0], "seconds": secs, "msgs_per_s": rate,
+    result.update({"client": "sdk-push", "backlog": backlog, "messages": count[0], "seconds": secs, "msgs_per_s": rate,
                    "client_cpu_s": client_s,
                    "client_cpu_s_per_100k": client_s / max(1, count[0]) * 100_000})
     if meter is not None:
@@ -330,6 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--broker", metavar="ADDR", help="a running broker, host:port")
     where.add_argument("--start", action="store_true", help="start a broker of our own on loopback")
+    where.add_argument("--namesrv", metavar="ADDR", help="a NameServer (needed by --client sdk)")
     p.add_argument("--broker-pid", type=int, default=None, help="the running broker's pid, for its CPU")
     p.add_argument("--topic", default="BenchTopic")
     p.add_argument("--queues", type=int, default=8, help="queues of the topic (default 8)")
@@ -353,16 +354,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="drop the page cache before consuming (root; a cold read from disk)")
     p.add_argument("--quick", action="store_true", help="defaults --duration 10")
     p.add_argument("--json", dest="json_out", type=Path, default=None)
-    p.add_argument("--client", choices=("raw", "sdk"), default="raw",
-                   help="raw PULL_MESSAGE requests (default) or the SDK's push consumer")
-    p.add_argument("--namesrv", metavar="ADDR", default=None,
-                   help="with --client sdk and --broker: the NameServer the broker registers with")
-    p.add_argument("--sdk-batch", type=int, default=1, help="with --client sdk: consume_message_batch_max_size")
+    p.add_argument("--sdk-batch", type=int, default=1,
+                   help="with --client sdk-push: consume_message_batch_max_size")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--no-coalesce", dest="coalesce", action="store_false",
                    help="write each request at once (the stock RemotingConnection.request) instead of "
                         "one write per event-loop turn")
+    p.add_argument("--client", choices=("raw", "sdk", "sdk-push"), default="raw",
+                   help="raw: hand-built requests (default); sdk: rocketpy.client's lite pull consumer "
+                        "(needs --namesrv), reporting client CPU per 100k messages; sdk-push: the SDK's "
+                        "AsyncPushConsumer (needs --start: its own NameServer and broker)")
+    p.add_argument("--backlog-count", type=int, default=0,
+                   help="with --client sdk: stop after this many messages (0: --duration only)")
     args = p.parse_args(argv)
+    if args.client == "sdk" and not args.namesrv:
+        p.error("--client sdk needs --namesrv")
+    if args.client == "sdk-push" and not args.start:
+        p.error("--client sdk-push needs --start (it starts its own NameServer and broker)")
+    if args.namesrv and args.client != "sdk":
+        p.error("--namesrv is for --client sdk; give the raw client --broker")
     import common
     common.COALESCE = args.coalesce
     if args.duration is None:
@@ -374,6 +384,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.client == "sdk":
+        import sdk_client
+        result = asyncio.run(sdk_client.consume(args))
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                 "result": result}, indent=2))
+        return 0
     lines: list[str] = []
 
     def out(line: str) -> None:
@@ -386,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.start:
             extra = {}
-            if args.client == "sdk":
+            if args.client == "sdk-push":
                 namesrv = LocalNameServer().start()
                 args.namesrv = namesrv.addr
                 extra = {"namesrvAddr": namesrv.addr, "registerNameServerPeriod": "2000"}

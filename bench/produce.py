@@ -306,7 +306,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-coalesce", dest="coalesce", action="store_false",
                    help="write each request at once (the stock RemotingConnection.request) instead of "
                         "one write per event-loop turn")
+    p.add_argument("--client", choices=("raw", "sdk"), default="raw",
+                   help="raw: hand-built requests (default); sdk: rocketpy.client's AsyncProducer "
+                        "(needs --namesrv), reporting client CPU per 100k messages")
     args = p.parse_args(argv)
+    if args.client == "sdk" and not args.namesrv:
+        p.error("--client sdk needs --namesrv")
     import common
     common.COALESCE = args.coalesce
     if args.duration is None:
@@ -339,6 +344,13 @@ async def resolve_namesrv(namesrv: str, topic: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.client == "sdk":
+        import sdk_client
+        result = asyncio.run(sdk_client.produce(args))
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                 "result": result}, indent=2))
+        return 0
     lines: list[str] = []
 
     def out(line: str) -> None:

@@ -157,6 +157,7 @@ LITE_PULL_BROKER_SUSPEND_MAX_MS_DEFAULT = 20_000           # brokerSuspendMaxTim
 LITE_PULL_CONSUMER_TIMEOUT_MS_WHEN_SUSPEND = 30_000        # consumerTimeoutMillisWhenSuspend
 LITE_PULL_REBALANCE_INTERVAL_MS_DEFAULT = 20_000           # rebalance / topic metadata check
 PULL_MSG_NUMS_PER_REQUEST_MAX = 32                         # broker answers at most 32 a pull
+LITE_PULL_UNROUTED_RETRY_MS = 1_000                        # rebalance retry while a topic has no route
 
 # --- relations checked at import -----------------------------------------------
 

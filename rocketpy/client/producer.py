@@ -347,7 +347,7 @@ class AsyncProducer:
         inst = self.instance
         addr = inst.broker_addr(mq.broker_name)
         if addr is None:
-            await inst.topic_route(mq.topic, refresh=True)
+            await self._publish_queues(mq.topic)          # the topic's route, or TBW102's for a new topic
             addr = inst.broker_addr(mq.broker_name)
         if addr is None:
             raise BrokerNotFoundError(f"broker {mq.broker_name!r} of topic {mq.topic!r} has no master address; "

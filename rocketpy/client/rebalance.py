@@ -121,11 +121,11 @@ class AllocateMessageQueueConsistentHash:
     name = "CONSISTENT_HASH"
 
     def __init__(self, virtual_node_count: int = CONSISTENT_HASH_VIRTUAL_NODE_COUNT_DEFAULT,
-                 hash_function: Callable[[str], int] = md5_hash) -> None:
+                 hash_function: Callable[[str], int] | None = None) -> None:
         if virtual_node_count < 0:
             raise ValueError(f"virtual_node_count is {virtual_node_count}: give 0 or more virtual nodes per client")
         self.virtual_node_count = virtual_node_count
-        self.hash_function = hash_function
+        self.hash_function = hash_function or md5_hash     # None: RocketMQ's MD5 hash
 
     def allocate(self, group: str, current_cid: str, mq_all: Sequence[Q], cid_all: Sequence[str]) -> list[Q]:
         if not _check(group, current_cid, mq_all, cid_all):
