@@ -9,6 +9,7 @@ each second and at the end, with the broker's CPU seconds per 100k messages.
     python bench/consume.py --start --backlog 200000          # own broker; 200k x 1 KiB sent in batches of 32 first
     python bench/consume.py --broker 127.0.0.1:10911 --broker-pid 1234 --topic BenchTopic
     python bench/consume.py --start --backlog 50000 --quick
+    python bench/consume.py --start --backlog 50000 --quick --client sdk-push   # the SDK's AsyncPushConsumer
 
 Never a test: bounded by the backlog and --duration.
 """
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,9 +35,11 @@ from common import (
     connection_spread,
     cpu_lines,
     create_topic,
+    free_port,
     loadavg,
     machine_header,
     open_balanced,
+    port_open,
 )
 from produce import Producer, Stats
 
@@ -81,6 +86,37 @@ async def produce_backlog(args: argparse.Namespace, conns, out) -> None:  # type
             break
         await asyncio.sleep(0.2)
     out(f"# dispatched: {total:,} queue entries after {time.monotonic() - t0:.1f} s")
+
+
+class LocalNameServer:
+    """A NameServer of its own on loopback, for --client sdk-push."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> LocalNameServer:
+        self.popen = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", self.addr],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not port_open(self.port):
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the NameServer did not start on {self.addr}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
 
 
 class Puller:
@@ -158,6 +194,11 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
     if args.drop_cache:
         out("# dropping the page cache first (echo 1 > /proc/sys/vm/drop_caches)")
         os.system("sync; echo 1 > /proc/sys/vm/drop_caches")  # noqa: S605
+    if args.client == "sdk-push":
+        for c in conns:
+            c.close()
+        await run_sdk(args, backlog, broker_pid, roles, out, result)
+        return result
     puller = Puller(args)
     meter = CpuMeter(broker_pid, roles) if broker_pid is not None else None
     if meter is not None:
@@ -222,6 +263,67 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
     return result
 
 
+async def run_sdk(args: argparse.Namespace, backlog: int, broker_pid: int | None, roles: dict[int, str],
+                  out, result: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Drain the backlog with the SDK's AsyncPushConsumer (long-polling pulls, process queues,
+    listener calls, offset commits): the SDK's own cost per message, next to the raw pulls above."""
+    from rocketpy.client.push_consumer import (
+        AsyncPushConsumer,
+        ConsumeConcurrentlyStatus,
+        ConsumeFromWhere,
+    )
+
+    if not args.namesrv:
+        raise SystemExit("--client sdk-push needs the NameServer --start starts")
+    count = [0]
+    done = asyncio.Event()
+
+    def listener(msgs, ctx):  # type: ignore[no-untyped-def]
+        count[0] += len(msgs)
+        if count[0] >= backlog:
+            done.set()
+        return ConsumeConcurrentlyStatus.CONSUME_SUCCESS
+
+    group = f"{args.group}-sdk-{os.getpid()}"
+    consumer = AsyncPushConsumer(group, args.namesrv, instance_name=f"bench{os.getpid()}",
+                                 consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
+                                 pull_batch_size=args.max_msgs, consume_message_batch_max_size=args.sdk_batch)
+    consumer.subscribe(args.topic)
+    consumer.register_message_listener(listener)
+    out(f"# SDK AsyncPushConsumer, group {group}, pull batch {args.max_msgs}, listener batch {args.sdk_batch}")
+    meter = CpuMeter(broker_pid, roles) if broker_pid is not None else None
+    if meter is not None:
+        meter.start()
+    cpu = SelfCpu()
+    t0 = time.monotonic()
+    await consumer.start()
+    last, last_count = t0, 0
+    while not done.is_set() and time.monotonic() < t0 + args.duration:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 1.0)
+        now = time.monotonic()
+        out(f"[{now - t0:5.1f}s] {(count[0] - last_count) / (now - last):>10,.0f} msg/s  ({count[0]:,}/{backlog:,})")
+        last, last_count = now, count[0]
+    secs = time.monotonic() - t0
+    client_s = cpu.used()
+    if meter is not None:
+        meter.stop()
+    await consumer.shutdown()
+    rate = count[0] / secs if secs else 0.0
+    out("")
+    out(f"== SDK consume summary: {count[0]:,} of {backlog:,} messages in {secs:.2f} s = {rate:,.0f} msg/s "
+        f"(start, rebalance and long-poll set-up included)")
+    out(f"client CPU: {client_s:.2f} s = {client_s / max(1, count[0]) * 100_000:.2f} s per 100k messages")
+    result.update({"client": "sdk-push", "backlog": backlog, "messages": count[0], "seconds": secs, "msgs_per_s": rate,
+                   "client_cpu_s": client_s,
+                   "client_cpu_s_per_100k": client_s / max(1, count[0]) * 100_000})
+    if meter is not None:
+        lines, data = cpu_lines(meter, count[0], client_s)
+        for ln in lines:
+            out(ln)
+        result.update(data)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,18 +354,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="drop the page cache before consuming (root; a cold read from disk)")
     p.add_argument("--quick", action="store_true", help="defaults --duration 10")
     p.add_argument("--json", dest="json_out", type=Path, default=None)
+    p.add_argument("--sdk-batch", type=int, default=1,
+                   help="with --client sdk-push: consume_message_batch_max_size")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--no-coalesce", dest="coalesce", action="store_false",
                    help="write each request at once (the stock RemotingConnection.request) instead of "
                         "one write per event-loop turn")
-    p.add_argument("--client", choices=("raw", "sdk"), default="raw",
+    p.add_argument("--client", choices=("raw", "sdk", "sdk-push"), default="raw",
                    help="raw: hand-built requests (default); sdk: rocketpy.client's lite pull consumer "
-                        "(needs --namesrv), reporting client CPU per 100k messages")
+                        "(needs --namesrv), reporting client CPU per 100k messages; sdk-push: the SDK's "
+                        "AsyncPushConsumer (needs --start: its own NameServer and broker)")
     p.add_argument("--backlog-count", type=int, default=0,
                    help="with --client sdk: stop after this many messages (0: --duration only)")
     args = p.parse_args(argv)
     if args.client == "sdk" and not args.namesrv:
         p.error("--client sdk needs --namesrv")
+    if args.client == "sdk-push" and not args.start:
+        p.error("--client sdk-push needs --start (it starts its own NameServer and broker)")
     if args.namesrv and args.client != "sdk":
         p.error("--namesrv is for --client sdk; give the raw client --broker")
     import common
@@ -291,11 +398,17 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(line)
 
     broker: LocalBroker | None = None
+    namesrv: LocalNameServer | None = None
     report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "argv": sys.argv}
     try:
         if args.start:
+            extra = {}
+            if args.client == "sdk-push":
+                namesrv = LocalNameServer().start()
+                args.namesrv = namesrv.addr
+                extra = {"namesrvAddr": namesrv.addr, "registerNameServerPeriod": "2000"}
             broker = LocalBroker(commitlog_file_size=args.commitlog_file_size, workers=args.workers,
-                                 keep=args.keep).start()
+                                 keep=args.keep, extra=extra).start()
             addr, pid, roles = broker.addr, broker.pid, broker.roles()
             settled = broker.wait_settled()
             info = machine_header(broker.store_dir)
@@ -316,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             rc = broker.stop()
             if rc not in (0, None):
                 out(f"WARNING: the broker exited with {rc}; log tail:\n{broker.log()[-2000:]}")
+        if namesrv is not None:
+            namesrv.stop()
     if args.json_out:
         report["output"] = lines
         args.json_out.write_text(json.dumps(report, indent=2))

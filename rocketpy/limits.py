@@ -242,3 +242,39 @@ SCHEDULE_PERSIST_INTERVAL_MS = 1_000         # delayOffset.json written this oft
 SCHEDULE_RECONCILE_SCAN_BYTES_MAX = 1 << 30  # CommitLog bytes scanned at start for already re-put records
 assert CONTROL_PUT_RING_CAPACITY // 2 > MESSAGE_SIZE_MAX_DEFAULT + MESSAGE_RECORD_OVERHEAD_MAX
 assert SCHEDULE_IDLE_WAIT_MS <= SCHEDULE_WAIT_MAX_MS
+
+# --- push consumer (DefaultMQPushConsumer / ProcessQueue / RebalanceService defaults) -----
+
+CONSUME_THREAD_COUNT_MIN_DEFAULT = 20            # consumeThreadMin
+CONSUME_THREAD_COUNT_MAX_DEFAULT = 20            # consumeThreadMax
+PULL_THRESHOLD_FOR_QUEUE_MESSAGES_DEFAULT = 1000  # pullThresholdForQueue: cached messages per queue
+PULL_THRESHOLD_SIZE_FOR_QUEUE_MIB_DEFAULT = 100  # pullThresholdSizeForQueue: cached body MiB per queue
+CONSUME_CONCURRENTLY_MAX_SPAN_DEFAULT = 2000     # consumeConcurrentlyMaxSpan: queue offsets
+CONSUME_MESSAGE_BATCH_MAX_SIZE_DEFAULT = 1       # consumeMessageBatchMaxSize: messages per listener call
+CONSUME_MESSAGE_BATCH_MAX_SIZE_MAX = 1024
+PULL_BATCH_SIZE_DEFAULT = 32                     # pullBatchSize: maxMsgNums of one pull
+MAX_RECONSUME_TIMES_DEFAULT = 16                 # maxReconsumeTimes -1 means 16 for concurrent consumers
+SUSPEND_CURRENT_QUEUE_TIME_MS_DEFAULT = 1000     # suspendCurrentQueueTimeMillis (orderly)
+CONSUME_TIMEOUT_MINUTES_DEFAULT = 15             # consumeTimeout
+CONSUME_TIMESTAMP_AGO_MS_DEFAULT = 30 * 60 * 1000  # consumeTimestamp defaults to half an hour ago
+BROKER_SUSPEND_MAX_TIME_MS_DEFAULT = 15_000      # brokerSuspendMaxTimeMillis: long-poll hold
+CONSUMER_TIMEOUT_MS_WHEN_SUSPEND_DEFAULT = 30_000  # consumerTimeoutMillisWhenSuspend: pull request timeout
+PULL_DELAY_MS_WHEN_EXCEPTION = 3000              # pullTimeDelayMillsWhenException
+PULL_DELAY_MS_WHEN_FLOW_CONTROL = 50             # PULL_TIME_DELAY_MILLS_WHEN_FLOW_CONTROL
+PULL_DELAY_MS_WHEN_NOT_LOCKED = 3000             # an orderly queue waits this long for its lock
+REBALANCE_INTERVAL_MS_DEFAULT = 20_000           # RebalanceService waitInterval
+REBALANCE_LOCK_INTERVAL_MS = 20_000              # ProcessQueue.REBALANCE_LOCK_INTERVAL: lock renewal
+REBALANCE_LOCK_MAX_LIVE_TIME_MS = 30_000         # ProcessQueue.REBALANCE_LOCK_MAX_LIVE_TIME
+PULL_MAX_IDLE_TIME_MS = 120_000                  # ProcessQueue.PULL_MAX_IDLE_TIME
+CONSUME_ORDERLY_CONTINUOUS_MS_MAX = 60_000       # MAX_TIME_CONSUME_CONTINUOUSLY
+SEND_BACK_FAILED_RECONSUME_DELAY_MS = 5000       # submitConsumeRequestLater after a failed send-back
+CONSUME_TIMEOUT_CLEAN_PER_PASS_MAX = 16          # expired messages sent back per queue and pass
+CONSUMER_SHUTDOWN_AWAIT_MS_DEFAULT = 10_000      # graceful shutdown waits this long for listeners
+CONSISTENT_HASH_VIRTUAL_NODE_COUNT_DEFAULT = 10  # AllocateMessageQueueConsistentHash()
+
+assert CONSUME_THREAD_COUNT_MIN_DEFAULT <= CONSUME_THREAD_COUNT_MAX_DEFAULT
+assert 1 <= CONSUME_MESSAGE_BATCH_MAX_SIZE_DEFAULT <= CONSUME_MESSAGE_BATCH_MAX_SIZE_MAX
+assert BROKER_SUSPEND_MAX_TIME_MS_DEFAULT < CONSUMER_TIMEOUT_MS_WHEN_SUSPEND_DEFAULT, "a pull outlives its hold"
+assert BROKER_SUSPEND_MAX_TIME_MS_DEFAULT <= PULL_SUSPEND_TIMEOUT_MS_MAX
+assert PULL_BATCH_SIZE_DEFAULT <= PULL_MSG_NUMS_MAX
+assert REBALANCE_LOCK_INTERVAL_MS < REBALANCE_LOCK_MAX_LIVE_TIME_MS, "locks are renewed before they expire"

@@ -53,3 +53,38 @@ __all__ = [
     "TransactionProducer",
     "TransactionSendResult",
 ]
+
+# The push consumer and its allocation strategies (branch consumer).
+from rocketpy.client.push_consumer import (  # noqa: E402
+    AsyncPushConsumer,
+    ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus,
+    ConsumeOrderlyContext,
+    ConsumeOrderlyStatus,
+    PushConsumer,
+    PushConsumerOptions,
+)
+from rocketpy.client.rebalance import (  # noqa: E402
+    AllocateMessageQueueAveragely,
+    AllocateMessageQueueAveragelyByCircle,
+    AllocateMessageQueueByConfig,
+    AllocateMessageQueueByMachineRoom,
+    AllocateMessageQueueConsistentHash,
+)
+from rocketpy.protocol.bodies import MessageModel  # noqa: E402
+
+__all__ += [
+    "AllocateMessageQueueAveragely",
+    "AllocateMessageQueueAveragelyByCircle",
+    "AllocateMessageQueueByConfig",
+    "AllocateMessageQueueByMachineRoom",
+    "AllocateMessageQueueConsistentHash",
+    "AsyncPushConsumer",
+    "ConsumeConcurrentlyContext",
+    "ConsumeConcurrentlyStatus",
+    "ConsumeOrderlyContext",
+    "ConsumeOrderlyStatus",
+    "MessageModel",
+    "PushConsumer",
+    "PushConsumerOptions",
+]
