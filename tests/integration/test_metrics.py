@@ -46,8 +46,9 @@ def test_counters_move_under_load(running) -> None:
         for i in range(LOAD_MSGS):
             admin.send(TOPIC, f"load {i}".encode())
         addr = running.broker_addr
-        pulled = sum(len(admin.pull(addr, TOPIC, q, 0, group="MetricsG", max_msgs=32).messages) for q in (0, 1))
-        assert pulled == LOAD_MSGS
+        # The dispatcher builds the ConsumeQueue after the sends are answered: poll until it caught up.
+        wait_for(lambda: sum(len(admin.pull(addr, TOPIC, q, 0, group="MetricsG", max_msgs=32).messages)
+                             for q in (0, 1)) == LOAD_MSGS, 20, f"all {LOAD_MSGS} messages to be pullable")
 
     def moved():
         s = scrape(running)
