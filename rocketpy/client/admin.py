@@ -42,7 +42,15 @@ from rocketpy.protocol.bodies import (
     parse_json_lenient,
 )
 from rocketpy.protocol.codes import RequestCode, ResponseCode
-from rocketpy.protocol.message import MessageRecord, format_properties, iter_records
+from rocketpy.protocol.headers import PULL_FLAG_SUBSCRIPTION
+from rocketpy.protocol.message import (
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_UNIQ_KEY,
+    MessageRecord,
+    format_properties,
+    iter_records,
+)
 from rocketpy.protocol.msgid import (
     decode_offset_msg_id,
     new_uniq_key,
@@ -54,10 +62,6 @@ from rocketpy.protocol.remoting import RemotingCommand
 T = TypeVar("T")
 
 ADMIN_PRODUCER_GROUP = "rocketpy_admin_producer"   # RocketMQ's tools use "TOOLS_CONSUMER"-style groups
-PULL_FLAG_SUBSCRIPTION = 0x4
-PROPERTY_UNIQ_KEY = "UNIQ_KEY"
-PROPERTY_KEYS = "KEYS"
-PROPERTY_TAGS = "TAGS"
 END_OF_TIME_MS = (1 << 63) - 1
 
 

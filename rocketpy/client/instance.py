@@ -63,6 +63,10 @@ from rocketpy.protocol.bodies import (
     split_sub_string,
 )
 from rocketpy.protocol.codes import RequestCode, ResponseCode
+from rocketpy.protocol.headers import (
+    PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUSPEND,
+)
 from rocketpy.protocol.remoting import RemotingCommand
 from rocketpy.protocol.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, is_readable, is_writeable
 
@@ -71,11 +75,6 @@ log = logging.getLogger("rocketpy.client")
 MASTER_ID = 0
 
 # PullSysFlag bits.
-PULL_FLAG_COMMIT_OFFSET = 0x1
-PULL_FLAG_SUSPEND = 0x2
-PULL_FLAG_SUBSCRIPTION = 0x4
-PULL_FLAG_CLASS_FILTER = 0x8
-PULL_FLAG_LITE_PULL = 0x10
 
 _PULL_STATUS: dict[int, PullStatus] = {
     ResponseCode.SUCCESS: PullStatus.FOUND,

@@ -74,13 +74,15 @@ from rocketpy.protocol.bodies import (
     SubscriptionData,
     build_subscription,
 )
+from rocketpy.protocol.headers import (
+    PULL_FLAG_COMMIT_OFFSET,
+    PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUSPEND,
+)
 from rocketpy.protocol.topics import is_retry_topic, retry_topic
 
 log = logging.getLogger("rocketpy.client.push_consumer")
 
-PULL_FLAG_COMMIT_OFFSET = 0x1
-PULL_FLAG_SUSPEND = 0x2
-PULL_FLAG_SUBSCRIPTION = 0x4
 
 __all__ = [
     "AsyncPushConsumer",

@@ -344,6 +344,14 @@ class SendMessageResponseHeader(Header):
 # --- pull and offsets ---------------------------------------------------------------
 
 
+# PullMessageRequestHeader.sysFlag bits (RocketMQ's PullSysFlag).
+PULL_FLAG_COMMIT_OFFSET = 0x1
+PULL_FLAG_SUSPEND = 0x2
+PULL_FLAG_SUBSCRIPTION = 0x4
+PULL_FLAG_CLASS_FILTER = 0x8
+PULL_FLAG_LITE_PULL = 0x10
+
+
 @_header
 @dataclass(frozen=True, slots=True)
 class PullMessageRequestHeader(Header):

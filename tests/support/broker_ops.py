@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from rocketpy.protocol.codes import RequestCode
+from rocketpy.protocol.headers import (
+    PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUSPEND,
+)
 from rocketpy.protocol.message import MessageRecord, format_properties, iter_records
 from rocketpy.protocol.remoting import RemotingCommand
 from tests.support.remoting_client import RemotingTestClient
-
-PULL_FLAG_COMMIT_OFFSET = 0x1
-PULL_FLAG_SUSPEND = 0x2
-PULL_FLAG_SUBSCRIPTION = 0x4
 
 
 def send(client: RemotingTestClient, topic: str, body: bytes, *, tags: str | None = None,

@@ -50,17 +50,17 @@ from rocketpy.errors import ProtocolError
 from rocketpy.protocol import topics as t
 from rocketpy.protocol.bodies import EXPRESSION_TYPE_TAG, MessageModel, build_subscription
 from rocketpy.protocol.codes import ResponseCode
-from rocketpy.protocol.headers import PullMessageRequestHeader
+from rocketpy.protocol.headers import (
+    PULL_FLAG_COMMIT_OFFSET,
+    PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUSPEND,
+    PullMessageRequestHeader,
+)
 from rocketpy.protocol.remoting import RemotingCommand
 from rocketpy.store.api import GetResult, GetStatus
 
 log = logging.getLogger("rocketpy.broker.worker")
 
-# PullSysFlag
-FLAG_COMMIT_OFFSET = 0x1
-FLAG_SUSPEND = 0x2
-FLAG_SUBSCRIPTION = 0x4
-FLAG_CLASS_FILTER = 0x8
 
 _CODES: dict[GetStatus, int] = {
     GetStatus.FOUND: ResponseCode.SUCCESS,
@@ -101,10 +101,10 @@ class PullHandlers:
         if isinstance(chosen, RemotingCommand):
             return chosen
         message_filter = chosen
-        if sys_flag & FLAG_COMMIT_OFFSET and self.ctx.is_master and header.commit_offset >= 0:
+        if sys_flag & PULL_FLAG_COMMIT_OFFSET and self.ctx.is_master and header.commit_offset >= 0:
             self.ctx.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
         response = self.execute(request, header, message_filter)
-        if response.code == ResponseCode.PULL_NOT_FOUND and sys_flag & FLAG_SUSPEND:
+        if response.code == ResponseCode.PULL_NOT_FOUND and sys_flag & PULL_FLAG_SUSPEND:
             hold_ms = self._hold_ms(header)
             if hold_ms > 0 and self.long_polling.park(conn, request, header, message_filter, hold_ms):
                 return None
@@ -148,7 +148,7 @@ class PullHandlers:
                         ) -> MessageFilter | RemotingCommand:
         """PullMessageProcessor's subscription logic, in its order: the pull's own subscription
         (SUBSCRIPTION sysFlag) or the one registered by heartbeat, then the SQL92 switch."""
-        if header.sys_flag & FLAG_SUBSCRIPTION:
+        if header.sys_flag & PULL_FLAG_SUBSCRIPTION:
             expression_type = header.expression_type or EXPRESSION_TYPE_TAG
             try:
                 sub = build_subscription(header.topic, header.subscription, expression_type=expression_type,
@@ -184,7 +184,7 @@ class PullHandlers:
             parse_failed, remark = problem
             if not parse_failed:
                 code = ResponseCode.SYSTEM_ERROR
-            elif header.sys_flag & FLAG_SUBSCRIPTION:
+            elif header.sys_flag & PULL_FLAG_SUBSCRIPTION:
                 code = ResponseCode.SUBSCRIPTION_PARSE_FAILED
             else:      # the registered expression never compiled: RocketMQ has no filter data for it
                 code = ResponseCode.FILTER_DATA_NOT_EXIST
