@@ -14,9 +14,12 @@ Scenarios:
            batch: {mode: batch, topic, msgs: [{body, tags?, keys?, props?}, ...]}
            -> {"results": [{i, mode, status, msg_id, offset, queue?} | {i, mode, error}]}
   consume  {namesrv, group, topic, expression?, model: CLUSTERING|BROADCASTING, props: [names],
-            deadline_s, thread_count?, orderly?: bool (MessageListenerOrderly: LOCK_BATCH_MQ)}
+            deadline_s, thread_count?, orderly?: bool (MessageListenerOrderly: LOCK_BATCH_MQ),
+            work_ms?: the listener's time per message}
            -> {"event":"started"} once start() returned, {"event":"msg", ...} per delivery,
               {"event":"done", "count", "why"} after "stop" on stdin or the deadline.
+  stream   {namesrv, group, topic, keys, max_rounds, pace_ms?, deadline_s}: orderly sends in
+           rounds until "stop" on stdin -> {"event":"round",...} per round, {"event":"done",...}
   pull     {namesrv, group, topic, expression?, max_num?, deadline_s}
            -> {"messages": [...]}
 """
@@ -167,6 +170,57 @@ def produce(args: dict) -> None:
     producer.shutdown()
 
 
+def _stop_requested(buf: list[bytes], timeout_s: float) -> bool:
+    """True once "stop" arrived on stdin (or stdin closed); waits at most timeout_s."""
+    ready, _, _ = select.select([sys.stdin], [], [], max(0.0, timeout_s))
+    if not ready:
+        return False
+    chunk = os.read(sys.stdin.fileno(), 1024)
+    buf[0] += chunk
+    return not chunk or b"stop" in buf[0]
+
+
+def stream(args: dict) -> None:
+    """Orderly sends in rounds until "stop" on stdin, max_rounds or the deadline: round s sends
+    body "k<key>:<s>" with keys "k<key>" for every key, arg = key index (the hash selector puts
+    each key on one queue). Emits {"event":"round","seq":s,"queues":{key:queue}} after each
+    round and {"event":"done","rounds":n,"errors":[...]} at the end."""
+    from rocketmq.client import Producer, hashing_queue_selector
+
+    producer = Producer(args["group"], timeout=args.get("timeout_ms", 10000))
+    producer.set_namesrv_addr(args["namesrv"])
+    producer.start()
+    deadline = time.monotonic() + args["deadline_s"]
+    pace_s = float(args.get("pace_ms", 0)) / 1000
+    buf = [b""]
+    errors: list[str] = []
+    rounds = 0
+    while rounds < int(args["max_rounds"]) and time.monotonic() < deadline and not errors:
+        queues = {}
+        for key in range(int(args["keys"])):
+            msg = build_message(args["topic"], {"body": f"k{key}:{rounds}", "keys": f"k{key}"})
+            chosen = {}
+
+            def selector(mq_size, m, arg, chosen=chosen):
+                chosen["queue"] = hashing_queue_selector(mq_size, m, arg)
+                return chosen["queue"]
+            try:
+                res = producer.send_orderly(msg, key, queue_selector=selector)
+                if int(res.status) != 0:
+                    errors.append(f"k{key}:{rounds} status {int(res.status)}")
+            except Exception as exc:  # noqa: BLE001 - reported, the test decides
+                errors.append(f"k{key}:{rounds} {exc!r}")
+            queues[key] = chosen.get("queue")
+        if errors:
+            break       # a round is whole or the stream ends before it: the test knows what was sent
+        emit({"event": "round", "seq": rounds, "queues": queues})
+        rounds += 1
+        if _stop_requested(buf, pace_s):
+            break
+    emit({"event": "done", "rounds": rounds, "errors": errors})
+    producer.shutdown()
+
+
 def consume(args: dict) -> None:
     from rocketmq.client import PushConsumer
     from rocketmq.ffi import MessageModel
@@ -179,11 +233,18 @@ def consume(args: dict) -> None:
     count = [0]
     names = args.get("props", [])
 
+    work_s = float(args.get("work_ms", 0)) / 1000
+
     def on_message(msg) -> None:
+        # "mono" is CLOCK_MONOTONIC, one clock for every process of the host, so deliveries of
+        # two consumer processes can be put in one order (tests/compat/test_cpp_orderly_rebalance.py)
+        mono = time.monotonic()
         entry = describe(msg, names)
         with _print_lock:
             count[0] += 1
-        emit({"event": "msg", "at": time.time(), **entry})
+        emit({"event": "msg", "at": time.time(), "mono": mono, **entry})
+        if work_s:
+            time.sleep(work_s)      # a listener that takes a while, so a backlog builds up
 
     if args.get("fail"):
         # A listener that fails every message: the callback answers RECONSUME_LATER itself. (The
@@ -232,7 +293,7 @@ def pull(args: dict) -> None:
     consumer.shutdown()
 
 
-SCENARIOS = {"produce": produce, "consume": consume, "pull": pull}
+SCENARIOS = {"produce": produce, "stream": stream, "consume": consume, "pull": pull}
 
 
 def main() -> None:

@@ -195,3 +195,18 @@ def test_expired_lock_changes_hands_once_and_is_never_held_twice() -> None:
     assert locks.is_locked("G", q, "B")
     locks.unlock_batch("G", [q], "B")
     assert locks.try_lock_batch("G", [q], "A") == [q]
+
+
+def test_unlock_client_frees_only_that_clients_queues_in_that_group() -> None:
+    clock = FakeClock()
+    locks = RebalanceLockManager(clock=clock)
+    q0, q1, q2 = (MessageQueue("T", "b", i) for i in range(3))
+    assert locks.try_lock_batch("G", [q0, q1], "A") == [q0, q1]
+    assert locks.try_lock_batch("G", [q2], "B") == [q2]
+    assert locks.try_lock_batch("H", [q0], "A") == [q0]
+    assert locks.try_lock_batch("G", [q0, q1], "B") == []
+    assert sorted(locks.unlock_client("G", "A"), key=lambda mq: mq.queue_id) == [q0, q1]
+    assert locks.try_lock_batch("G", [q0, q1], "B") == [q0, q1]       # at once, no 60 s wait
+    assert locks.is_locked("H", q0, "A")                              # other groups keep theirs
+    assert locks.unlock_client("G", "A") == [] and locks.unlock_client("nope", "A") == []
+    assert locks.unlock_client("G", "B") and locks.groups.get("G") is None

@@ -250,6 +250,32 @@ def test_lock_batch(tmp_path: Path) -> None:
     assert len(orjson.loads(resp.body)["lockOKMQSet"]) == 2
 
 
+def test_unregister_client_frees_its_queue_locks(tmp_path: Path) -> None:
+    """A member that unregisters from a group holds no orderly-queue lock there any more, so the
+    members told to rebalance can lock its queues at once; a connection that merely closes keeps
+    its locks until they expire (the client may still be consuming)."""
+    server = _server(tmp_path)
+    w = _hello(server)
+    mq = b'[{"topic":"T","brokerName":"b1","queueId":0},{"topic":"T","brokerName":"b1","queueId":1}]'
+
+    def lock(client_id: bytes) -> int:
+        resp = w.call(RequestCode.LOCK_BATCH_MQ, body=b'{"consumerGroup":"CG","clientId":"' + client_id
+                      + b'","mqSet":' + mq + b"}")
+        return len(orjson.loads(resp.body)["lockOKMQSet"])
+    for conn, cid in ((1, b"10.0.0.1@1"), (2, b"10.0.0.1@2"), (3, b"10.0.0.1@3")):
+        w.send(RequestCode.HEART_BEAT, body=HEARTBEAT.replace(b"10.0.0.1@1", cid), conn_id=conn)
+    assert lock(b"10.0.0.1@1") == 2 and lock(b"10.0.0.1@2") == 0
+    # a header naming another client frees nothing: the registered client id of the connection counts
+    w.send(RequestCode.UNREGISTER_CLIENT, {"clientID": "10.0.0.1@1", "consumerGroup": "CG"}, conn_id=3)
+    assert lock(b"10.0.0.1@2") == 0
+    w.send(RequestCode.UNREGISTER_CLIENT, {"clientID": "10.0.0.1@1", "consumerGroup": "CG"}, conn_id=1)
+    assert lock(b"10.0.0.1@2") == 2
+    w.send(InternalCode.CLIENT_CONNECTION_CLOSED,
+           conn_id=2, oneway=True)
+    assert server.consumers.consumer_ids("CG") == []
+    assert lock(b"10.0.0.1@9") == 0                                    # closed, not unregistered
+
+
 def test_runtime_info(tmp_path: Path) -> None:
     buf = mmap.mmap(-1, control_block_size(4))
     sup = ControlBlock(buf, Role.SUPERVISOR, initialize=True, slot_count=4)

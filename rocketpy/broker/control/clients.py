@@ -329,6 +329,30 @@ class RebalanceLockManager:
         if not table:
             del self.groups[group]
 
+    def unlock_client(self, group: str, client_id: str) -> list[MessageQueue]:
+        """Release every queue of `group` that client_id holds; the queues released.
+
+        Called when the client unregisters from the group (UNREGISTER_CLIENT), which clients
+        send only after their consume threads stopped, so no consumption still depends on the
+        lock. Java's broker leaves such locks to expire (lockMaxLiveTime, 60 s); rocketpy frees
+        them because the C++ client 1.2.x's shutdown unlocks all but the first queue it holds on
+        each broker, which would stall that queue for the group for a minute while the member
+        that inherits it retries LOCK_BATCH_MQ in a tight loop. A closed or silent connection
+        still keeps its locks until they expire: the client may still be consuming.
+        """
+        table = self.groups.get(group)
+        if table is None:
+            return []
+        released = [mq for mq, lock in table.items() if lock.client_id == client_id]
+        for mq in released:
+            del table[mq]
+        if not table:
+            del self.groups[group]
+        if released:
+            log.info("queue locks released on unregister: group=%s client=%s queues=%d",
+                     group, client_id, len(released))
+        return released
+
     def is_locked(self, group: str, mq: MessageQueue, client_id: str) -> bool:
         lock = self.groups.get(group, {}).get(mq)
         return lock is not None and lock.client_id == client_id and not self._expired(

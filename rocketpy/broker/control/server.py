@@ -547,8 +547,21 @@ class ControlServer:
         if header.producer_group:
             self.producers.unregister(header.producer_group, key)
         if header.consumer_group:
+            self._unlock_unregistering(header.consumer_group, key)
             self.consumers.unregister(header.consumer_group, key)
         return request.response(ResponseCode.SUCCESS)
+
+    def _unlock_unregistering(self, group: str, conn_key: str) -> None:
+        """Free the orderly-queue locks of a member leaving `group` (RebalanceLockManager.unlock_client),
+        so the members told to rebalance can lock its queues at once. The client id is the one
+        the connection registered with, and only if no other connection of the group carries it."""
+        info = self.consumers.get(group)
+        channel = info.channels.get(conn_key) if info is not None else None
+        if info is None or channel is None:
+            return
+        if any(ch.client_id == channel.client_id for k, ch in info.channels.items() if k != conn_key):
+            return
+        self.locks.unlock_client(group, channel.client_id)
 
     def handle_get_consumer_list_by_group(self, request: RemotingCommand, conn: WorkerConnection
                                           ) -> RemotingCommand:
