@@ -76,7 +76,7 @@ def start_namesrv(tmp_path: Path) -> Iterator[Callable[..., NamesrvProcess]]:
         index = len(procs)
         stdout_path = tmp_path / f"namesrv{index}.out"
         stderr_path = tmp_path / f"namesrv{index}.err"
-        args = [sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0"]
+        args = [sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0", "--metrics-port", "0"]
         if properties is not None:
             config_path = tmp_path / f"namesrv{index}.properties"
             config_path.write_text(properties)
