@@ -107,6 +107,11 @@ class Progress:
         self.done = done
         self._maybe_show()
 
+    def report(self, done: float, total: float) -> None:
+        """A store progress callback (store verify, recovery): position and a total that may grow."""
+        self.total = total
+        self.update(done)
+
     def _maybe_show(self) -> None:
         if not self.live and self.log is None:
             return
