@@ -124,6 +124,13 @@ class Progress:
             self._last_log = now
             self.log.info("%s", self.line())
 
+    def clear(self) -> None:
+        """Erase the drawn line, so another line can be printed to the terminal; the next update redraws."""
+        if self.live and self._drawn:
+            self._write("\r\x1b[2K")
+            self._drawn = False
+            self._last_draw = float("-inf")
+
     def finish(self) -> None:
         if self.live and self._drawn:
             self._write("\r\x1b[2K" + self.line() + "\n")
