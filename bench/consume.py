@@ -101,7 +101,8 @@ class LocalNameServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> LocalNameServer:
-        self.popen = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", self.addr],
+        self.popen = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", self.addr,
+                                       "--metrics-port", "0"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while not port_open(self.port):
