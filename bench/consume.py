@@ -42,6 +42,7 @@ from common import (
     port_open,
 )
 from produce import Producer, Stats
+from run_progress import RunProgress
 
 from rocketpy.errors import RemotingConnectError, RemotingTimeoutError
 from rocketpy.protocol.codes import RequestCode, ResponseCode
@@ -100,7 +101,8 @@ class LocalNameServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> LocalNameServer:
-        self.popen = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", self.addr],
+        self.popen = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", self.addr,
+                                       "--metrics-port", "0"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while not port_open(self.port):
@@ -211,6 +213,7 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
     last = t0
     rows = []
     end_at = t0 + args.duration
+    progress = RunProgress("consume", args.duration, backlog)
     while True:
         await asyncio.wait(tasks, timeout=max(0.0, min(last + 1.0, end_at) - time.monotonic()))
         now = time.monotonic()
@@ -225,10 +228,12 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
         row = {"t": round(now - t0, 2), "msgs_per_s": msgs / dt if dt else 0.0,
                "mb_per_s": nbytes / MIB / dt if dt else 0.0, "pull_p50_ms": p50, "pull_p99_ms": p99}
         rows.append(row)
-        out(f"[{now - t0:5.1f}s] {row['msgs_per_s']:>10,.0f} msg/s  {row['mb_per_s']:7.1f} MiB/s  "
-            f"pull RT p50 {p50:6.2f} p99 {p99:6.2f} ms  ({puller.total_msgs:,}/{backlog:,})")
+        progress.say(out, f"[{now - t0:5.1f}s] {row['msgs_per_s']:>10,.0f} msg/s  {row['mb_per_s']:7.1f} MiB/s  "
+                     f"pull RT p50 {p50:6.2f} p99 {p99:6.2f} ms  ({puller.total_msgs:,}/{backlog:,})")
+        progress.tick(puller.total_msgs)
         if all(t.done() for t in tasks) or now >= end_at:
             break
+    progress.finish()
     secs = time.monotonic() - t0
     client_s = cpu.used()
     if meter is not None:

@@ -45,6 +45,7 @@ from common import (
     open_balanced,
     roles_from_log,
 )
+from run_progress import RunProgress
 
 from rocketpy.errors import RemotingConnectError, RemotingTimeoutError
 from rocketpy.protocol.batch import BatchItem, encode_batch_body
@@ -67,6 +68,7 @@ class Stats:
         self.window_fail = 0
         self.total = Percentiles()
         self.total_msgs = 0
+        self.acked_msgs = 0           # warm-up included: what --messages counts
         self.total_fail = 0
         self.fail_codes: dict[str, int] = {}
         self.measuring = False
@@ -74,6 +76,7 @@ class Stats:
     def ok(self, rt: float, msgs: int) -> None:
         self.window_rt.append(rt)
         self.window_msgs += msgs
+        self.acked_msgs += msgs
         if self.measuring:
             self.total.add(rt)
             self.total_msgs += msgs
@@ -200,6 +203,7 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
     measure_start = measure_end = t_start
     load_start = loadavg()
     end_at = t_start + args.warmup + args.duration
+    progress = RunProgress("produce", args.warmup + args.duration, args.messages)
     while True:
         now = time.monotonic()
         next_tick = last + 1.0
@@ -215,19 +219,21 @@ async def run(args: argparse.Namespace, addr: str, broker_pid: int | None, roles
             if meter is not None:
                 meter.start()
             client_cpu = SelfCpu()
-            out("# warm-up done; measuring")
+            progress.say(out, "# warm-up done; measuring")
             last = now
             continue
         rt, msgs, fail = stats.take_window()
         line, row = window_line(now - t_start, rt, msgs, fail, now - last)
         last = now
         if stats.measuring:
-            out(line)
+            progress.say(out, line)
             rows.append(row)
+        progress.tick(stats.acked_msgs)
         done = all(t.done() for t in tasks)
         if now >= end_at or done or (prod.remaining is not None and prod.remaining <= 0 and stats.measuring):
             break
     measure_end = time.monotonic()
+    progress.finish()
     client_s = client_cpu.used() if client_cpu is not None else 0.0
     if meter is not None:
         meter.stop()

@@ -195,6 +195,7 @@ METRICS_HTTP_SCRAPE_SIZE_MAX = 16 * MIB  # `admin broker-status` reads at most t
 METRICS_TPS_WINDOW_S = 600  # per-second history kept for putTps/getTps (10 s, 60 s, 600 s)
 PROGRESS_INTERVAL_S = 0.5  # a terminal progress line is redrawn at most this often
 PROGRESS_LOG_INTERVAL_S = 10.0  # long work logs its progress at most this often when not on a terminal
+PROGRESS_STEP_BYTES = 4 * MIB  # store verify and recovery call their progress callback at most once per this many bytes
 
 assert METRICS_TPS_WINDOW_S >= 60
 # --- transactions (issue 5) -----------------------------------------------------

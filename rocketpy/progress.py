@@ -107,6 +107,11 @@ class Progress:
         self.done = done
         self._maybe_show()
 
+    def report(self, done: float, total: float) -> None:
+        """A store progress callback (store verify, recovery): position and a total that may grow."""
+        self.total = total
+        self.update(done)
+
     def _maybe_show(self) -> None:
         if not self.live and self.log is None:
             return
@@ -118,6 +123,13 @@ class Progress:
         elif not self.live and self.log is not None and now - self._last_log >= limits.PROGRESS_LOG_INTERVAL_S:
             self._last_log = now
             self.log.info("%s", self.line())
+
+    def clear(self) -> None:
+        """Erase the drawn line, so another line can be printed to the terminal; the next update redraws."""
+        if self.live and self._drawn:
+            self._write("\r\x1b[2K")
+            self._drawn = False
+            self._last_draw = float("-inf")
 
     def finish(self) -> None:
         if self.live and self._drawn:

@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from rocketpy import limits
 from rocketpy.broker.child import EXIT_CONFIG, EXIT_DATAERR, Child
@@ -42,6 +43,7 @@ from rocketpy.ipc.control_block import BrokerState, ControlBlock, Role, control_
 from rocketpy.ipc.doorbell import Doorbell
 from rocketpy.ipc.queue_table import init_queue_table, queue_table_size
 from rocketpy.ipc.ring import init_ring, ring_segment_size
+from rocketpy.progress import Progress
 from rocketpy.store.checkpoint import StoreLock
 from rocketpy.store.file_store import FileStore
 
@@ -64,6 +66,15 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise HaltBroker(EXIT_CONFIG, f"cannot listen on {host}:{port}: {exc.strerror}; is another "
                                           "broker running? set listenPort to a free port") from None
+
+
+def recovery_progress(clock: Callable[[], float] = time.monotonic) -> Progress:
+    """Progress of store recovery as log lines, one per PROGRESS_LOG_INTERVAL_S.
+
+    The supervisor runs under systemd, not on a terminal: a large recovery says how far it
+    got, how fast and when it should end in the journal; a short one logs nothing extra.
+    """
+    return Progress("recovery", unit="B", log=log, live=False, clock=clock)
 
 
 def default_worker_count() -> int:
@@ -158,7 +169,8 @@ class BrokerSupervisor(Supervisor):
             self.store.abandon()       # keep the abort marker: the next open is an abnormal recovery
             self.store = None
         try:
-            self.store = FileStore.open(self.store_config, lock=self.store_lock)
+            self.store = FileStore.open(self.store_config, lock=self.store_lock,
+                                        recovery_progress=recovery_progress().report)
         except CorruptStoreError as exc:
             raise HaltBroker(EXIT_DATAERR, f"the store cannot be recovered: {exc}") from exc
         except StoreError as exc:

@@ -34,6 +34,9 @@ def namesrv(
         "--set", metavar="KEY=VALUE",
         help="Override a config key, e.g. --set brokerChannelExpiredTime=120000 (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", metavar="PORT",
+        help="Serve Prometheus GET /metrics on this port (default listen port + 5 = 9881; 0 turns it off).")] = None,
 ) -> None:
     """Run a NameServer: the route registry brokers register with and clients ask for routes."""
     from rocketpy.namesrv.config import load_namesrv_config
@@ -42,7 +45,7 @@ def namesrv(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
-        config = load_namesrv_config(config_file, parse_set_options(set_ or []), listen)
+        config = load_namesrv_config(config_file, parse_set_options(set_ or []), listen, metrics_port)
     except ConfigError as exc:
         typer.echo(f"rocketpy namesrv: {exc}", err=True)
         raise typer.Exit(2) from None

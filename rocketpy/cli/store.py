@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rocketpy.progress import Progress
 from rocketpy.protocol import message as m
 from rocketpy.store import verify as v
 
@@ -64,8 +65,10 @@ def verify(
     Exit status: 0 clean, 1 problems found, 2 the directory cannot be read as a store.
     """
     try:
-        result = v.verify_store(store_dir, check_crc=not no_crc, index_slot_count=index_slots,
-                                index_entry_count=index_entries, problems_per_kind=max_per_kind)
+        with Progress("verify", unit="B") as progress:   # on stderr, and only on a terminal
+            result = v.verify_store(store_dir, check_crc=not no_crc, index_slot_count=index_slots,
+                                    index_entry_count=index_entries, problems_per_kind=max_per_kind,
+                                    progress=progress.report)
     except v.UnreadableStoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rocketpy import limits
 from rocketpy.config import config_from_properties, parse_properties
 from rocketpy.errors import ConfigError
 
@@ -54,6 +55,9 @@ class NamesrvConfig:
         default=CONNECTION_COUNT_MAX_DEFAULT, metadata=_key("connectionCountMax"))
     order_message_enable: bool = dataclasses.field(
         default=False, metadata=_key("orderMessageEnable", doc="add orderTopicConf to routes from KV"))
+    metrics_port: int = dataclasses.field(
+        default=-1, metadata=_key("metricsPort", doc="rocketpy: Prometheus GET /metrics port "
+                                  "(-1 = listenPort + 5, 0 = off)"))
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535:
@@ -64,12 +68,26 @@ class NamesrvConfig:
                           ("connection_count_max", "connectionCountMax")):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}={getattr(self, name)} must be positive")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metricsPort={self.metrics_port} is not a TCP port; pick 1-65535, "
+                              "0 to turn metrics off or -1 for listenPort + 5")
         if self.scan_first_delay_ms < 0:
             raise ConfigError(f"scanNotActiveBrokerFirstDelay={self.scan_first_delay_ms} must not be negative")
 
     @property
     def listen_address(self) -> str:
         return f"{self.listen_host}:{self.listen_port}"
+
+    def metrics_listen_port(self, listen_port: int) -> int:
+        """The metrics endpoint's port (0 = off) given the port the listener got.
+
+        Takes the bound port because listenPort=0 picks one at start and the default
+        (listenPort + 5) must follow the port actually served.
+        """
+        if self.metrics_port >= 0:
+            return self.metrics_port
+        port = listen_port + limits.METRICS_PORT_OFFSET
+        return port if 0 < listen_port and port <= 65535 else 0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -90,8 +108,9 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def load_namesrv_config(properties_path: str | Path | None = None,
                         overrides: Mapping[str, str] | None = None,
-                        listen: str | None = None) -> NamesrvConfig:
-    """Config from a namesrv.properties file, then `key=value` overrides, then `--listen`."""
+                        listen: str | None = None, metrics_port: int | None = None) -> NamesrvConfig:
+    """Config from a namesrv.properties file, then `key=value` overrides, then `--listen`
+    and `--metrics-port`."""
     props: dict[str, str] = {}
     if properties_path is not None:
         path = Path(properties_path)
@@ -104,4 +123,6 @@ def load_namesrv_config(properties_path: str | Path | None = None,
         host, port = parse_listen(listen)
         props["listenHost"] = host
         props["listenPort"] = str(port)
+    if metrics_port is not None:
+        props["metricsPort"] = str(metrics_port)
     return config_from_properties(NamesrvConfig, props)

@@ -21,6 +21,7 @@ import itertools
 import logging
 import signal
 import sys
+import time
 import zlib
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ from rocketpy import sdnotify
 from rocketpy.clock import SYSTEM_CLOCK, Clock
 from rocketpy.errors import ProtocolError, RocketpyError
 from rocketpy.namesrv.config import NamesrvConfig
+from rocketpy.namesrv.metrics import NamesrvMetrics
 from rocketpy.namesrv.route_table import (
     NAMESPACE_ORDER_TOPIC_CONFIG,
     KVConfigTable,
@@ -81,6 +83,7 @@ class NameServer:
         self._scan_task: asyncio.Task[None] | None = None
         self._connections: dict[int, tuple[Connection, asyncio.Task[None]]] = {}
         self._conn_ids = itertools.count(1)
+        self.metrics = NamesrvMetrics(self)
         self._handlers: dict[int, Handler] = {}
         for code in RequestCode:
             handler = getattr(self, f"handle_{code.name.lower()}", None)
@@ -90,6 +93,15 @@ class NameServer:
     @property
     def listen_address(self) -> str:
         return f"{self.listen_host}:{self.listen_port}"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def metrics_port(self) -> int:
+        """The port GET /metrics is served on, 0 when it is not."""
+        return self.metrics.http.port if self.metrics.http is not None else 0
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -102,6 +114,7 @@ class NameServer:
         sockname = sockets[0].getsockname()
         self.listen_host, self.listen_port = sockname[0], sockname[1]
         self._scan_task = asyncio.create_task(self._scan_loop(), name="namesrv-scan")
+        await self.metrics.start(self.listen_host, self.config.metrics_listen_port(self.listen_port))
         log.info("namesrv started: listen=%s scan_interval_ms=%d broker_expiry_ms=%d",
                  self.listen_address, self.config.scan_not_active_broker_interval_ms,
                  self.config.broker_channel_expired_time_ms)
@@ -112,6 +125,7 @@ class NameServer:
             self._server.close()
         if self._scan_task is not None:
             self._scan_task.cancel()
+        await self.metrics.stop()
         tasks = []
         for conn, task in list(self._connections.values()):
             conn.writer.close()
@@ -137,6 +151,9 @@ class NameServer:
 
     def scan_not_active_broker(self) -> None:
         expired = self.routes.scan_not_active()
+        self.metrics.scans += 1
+        if expired:
+            self.metrics.observe_removals("expired", len(expired))
         for item in expired:
             self._close_if_unused(item.channel)
 
@@ -160,9 +177,11 @@ class NameServer:
         if len(self._connections) >= self.config.connection_count_max:
             log.warning("refusing connection: peer=%s, already %d connections (connectionCountMax)",
                         conn.peer, len(self._connections))
+            self.metrics.connections_refused += 1
             writer.close()
             return
         self._connections[conn.conn_id] = (conn, task)
+        self.metrics.connections_opened += 1
         log.debug("connection opened: peer=%s", conn.peer)
         try:
             await self._read_loop(reader, conn)
@@ -177,6 +196,7 @@ class NameServer:
             writer.close()
             for addr in self.routes.addresses_of_channel(conn.conn_id):
                 self.routes.on_channel_closed(addr)
+                self.metrics.observe_removals("disconnected", 1)
             log.debug("connection closed: peer=%s", conn.peer)
 
     async def _read_loop(self, reader: asyncio.StreamReader, conn: Connection) -> None:
@@ -194,6 +214,7 @@ class NameServer:
                 requests = conn.decoder.feed(data)
             except ProtocolError as exc:
                 log.warning("closing connection: peer=%s: %s", conn.peer, exc)
+                self.metrics.frames_refused += 1
                 return
             frames = []
             for request in requests:
@@ -210,6 +231,7 @@ class NameServer:
                     return
             if conn.decoder.failed is not None:
                 log.warning("closing connection: peer=%s: %s", conn.peer, conn.decoder.failed)
+                self.metrics.frames_refused += 1
                 return
 
     def _encode_response(self, request: RemotingCommand, response: RemotingCommand,
@@ -227,6 +249,7 @@ class NameServer:
             log.info("ignoring a response frame: peer=%s code=%d opaque=%d",
                      conn.peer, request.code, request.opaque)
             return None
+        started = time.perf_counter()
         handler = self._handlers.get(request.code)
         if handler is None:
             log.info("request code not supported: peer=%s code=%d", conn.peer, request.code)
@@ -243,6 +266,8 @@ class NameServer:
                           conn.peer, request.code, type(exc).__name__, exc, exc_info=True)
                 response = request.response(ResponseCode.SYSTEM_ERROR,
                                             remark=f"{type(exc).__name__}: {exc}")
+        self.metrics.observe_request(request.code, None if request.is_oneway else response.code,
+                                     time.perf_counter() - started)
         return None if request.is_oneway else response
 
     # --- handlers: registration -------------------------------------------------
@@ -262,12 +287,14 @@ class NameServer:
             wrapper = bodies.TopicConfigSerializeWrapper.from_json(body) if body \
                 else bodies.TopicConfigSerializeWrapper()
             filter_servers = ()
+        new = header.broker_addr not in self.routes.broker_live_table
         result = self.routes.register_broker(
             cluster=header.cluster_name, broker_addr=header.broker_addr,
             broker_name=header.broker_name, broker_id=header.broker_id,
             ha_server_addr=header.ha_server_addr, data_version=wrapper.data_version,
             topic_configs=list(wrapper.topic_config_table.values()),
             filter_server_list=filter_servers, channel=conn.conn_id)
+        self.metrics.observe_registration(new)
         response_header = headers.RegisterBrokerResponseHeader(
             ha_server_addr=result.ha_server_addr, master_addr=result.master_addr)
         order_conf = self.kv.list_namespace(NAMESPACE_ORDER_TOPIC_CONFIG)
@@ -276,6 +303,8 @@ class NameServer:
 
     def handle_unregister_broker(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
         header = headers.UnregisterBrokerRequestHeader.from_ext(request.ext_fields)
+        if header.broker_addr in self.routes.broker_live_table:
+            self.metrics.observe_removals("unregistered", 1)
         self.routes.unregister_broker(cluster=header.cluster_name, broker_addr=header.broker_addr,
                                       broker_name=header.broker_name, broker_id=header.broker_id)
         return request.response(ResponseCode.SUCCESS)
@@ -396,6 +425,9 @@ async def serve(config: NamesrvConfig, *, ready: asyncio.Event | None = None,
     try:
         await server.start()
         print(f"rocketpy namesrv listening on {server.listen_address}", flush=True)
+        if server.metrics_port:
+            print(f"rocketpy namesrv metrics on http://{server.listen_host}:{server.metrics_port}/metrics",
+                  flush=True)
         if ready is not None:
             ready.set()
         sdnotify.notify("READY=1")

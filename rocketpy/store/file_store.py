@@ -35,7 +35,7 @@ from rocketpy.store.consumequeue import (
 )
 from rocketpy.store.indexfile import IndexService
 from rocketpy.store.io import FileIO, RealFileIO
-from rocketpy.store.recovery import dispatch_range, parse_delay_levels_ms, recover
+from rocketpy.store.recovery import ProgressCallback, dispatch_range, parse_delay_levels_ms, recover
 from rocketpy.store.retention import (
     DiskGuard,
     RetentionPolicy,
@@ -145,9 +145,10 @@ class FileStore:
     """api.MessageStore on disk. Construct (or `FileStore.open`) to recover and open for writing."""
 
     def __init__(self, config: StoreConfig, io: FileIO | None = None, clock: Clock = SYSTEM_CLOCK,
-                 *, lock: StoreLock | None = None) -> None:
+                 *, lock: StoreLock | None = None, recovery_progress: ProgressCallback | None = None) -> None:
         """`lock`: a StoreLock the caller already holds and keeps (the broker's supervisor holds
-        one for its whole life, across reopenings); by default the store takes its own."""
+        one for its whole life, across reopenings); by default the store takes its own.
+        `recovery_progress(done_bytes, total_bytes)`: see recovery.recover."""
         self.config = config
         self.io: FileIO = io if io is not None else RealFileIO()
         self.clock = clock
@@ -176,6 +177,7 @@ class FileStore:
         self._memory_window = memory_window_bytes()
         self._dispatched_store_timestamp = 0
         self._closed = False
+        self._recovery_progress = recovery_progress
         try:
             self.recovery_report: RecoveryReport = self._recover()
             self._dispatched = self.commitlog.committed_offset
@@ -201,7 +203,7 @@ class FileStore:
         report = recover(self.commitlog, self.cqs, abnormal=abnormal,
                          check_crc=self.config.check_crc_on_recover,
                          checkpoint_min_ms=checkpoint_min_ms, index=self.index,
-                         delay_levels_ms=self.delay_levels_ms)
+                         delay_levels_ms=self.delay_levels_ms, progress=self._recovery_progress)
         if self.index is not None:
             self.index.flush()
         self._write_checkpoint()
@@ -209,9 +211,9 @@ class FileStore:
 
     @classmethod
     def open(cls, config: StoreConfig, io: FileIO | None = None, clock: Clock = SYSTEM_CLOCK, *,
-             lock: StoreLock | None = None) -> FileStore:
+             lock: StoreLock | None = None, recovery_progress: ProgressCallback | None = None) -> FileStore:
         """Recover the store under config.store_path_root_dir and open it for writing."""
-        return cls(config, io, clock, lock=lock)
+        return cls(config, io, clock, lock=lock, recovery_progress=recovery_progress)
 
     def _write_checkpoint(self) -> None:
         """After recovery everything kept is on disk and dispatched: stamp it all."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from rocketpy import limits
@@ -61,6 +61,9 @@ SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 _TAGS_KEY = b"TAGS\x01"
 _KEYS_KEY = b"KEYS\x01"
 _UNIQ_KEY = b"UNIQ_KEY\x01"
+
+# progress(done_bytes, total_bytes) of a recovery; see recover().
+ProgressCallback = Callable[[int, int], None]
 
 
 class IndexSink(Protocol):
@@ -137,21 +140,27 @@ _CACHES = _Caches()
 
 def dispatch_range(commitlog: CommitLog, cqs: ConsumeQueueSet, index: IndexSink | None,
                    from_phys: int, limit: int, *, delay_levels_ms: Sequence[int] = (),
-                   trusted: bool = True) -> DispatchStats:
+                   trusted: bool = True, progress: Callable[[int], None] | None = None) -> DispatchStats:
     """Derive ConsumeQueue and index entries for the records in [from_phys, limit).
 
     Entries already present are skipped, so dispatching a range twice is harmless.
     Returns where dispatch stopped (limit, unless the log is damaged before it).
     trusted: the range was validated already (recovery's scan, or the writer's
     committed offset), so only magic and sizes are checked again.
+    progress: called with the phys offset reached, at most once per PROGRESS_STEP_BYTES
+    (recovery's re-dispatch of a large store; the dispatcher passes none).
     """
     stats = DispatchStats(from_phys)
     index_from = index.max_phys_offset if index is not None else 0
     caches = _CACHES
     queues: dict[tuple[str, int], ConsumeQueue] = {}
+    next_report = from_phys + limits.PROGRESS_STEP_BYTES
     for item in commitlog.scan(from_phys, limit, trusted=trusted):
         if isinstance(item, Record):
             phys = item.phys_offset
+            if progress is not None and phys >= next_report:
+                progress(phys)
+                next_report = phys + limits.PROGRESS_STEP_BYTES
             size, queue_id, queue_offset, sys_flag, store_ts, raw_topic, props = dispatch_fields(
                 item.data, 0)
             topic = caches.topic(raw_topic)
@@ -242,11 +251,15 @@ def choose_abnormal_start(commitlog: CommitLog, checkpoint_min_ms: int | None) -
 
 def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check_crc: bool = True,
             checkpoint_min_ms: int | None = None, index: IndexSink | None = None,
-            delay_levels_ms: Sequence[int] = ()) -> RecoveryReport:
+            delay_levels_ms: Sequence[int] = (), progress: ProgressCallback | None = None) -> RecoveryReport:
     """Bring CommitLog, ConsumeQueues and index to a consistent state; see the module docstring.
 
     commitlog and cqs must be constructed writable and not yet loaded.
     checkpoint_min_ms: min(physic, logics) stamp - 3 s of the checkpoint, if there is one.
+    progress(done_bytes, total_bytes): the bytes of the CommitLog scan, then of the re-dispatch.
+    The total starts as the scan's range and grows once, by the re-dispatch range, when that is
+    known; done never goes back; the last call is (total, total). At most one call per
+    PROGRESS_STEP_BYTES of each phase, so the broker can log a large recovery's progress.
     """
     reasons: list[str] = []
     commitlog.load()
@@ -262,6 +275,8 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
             index.truncate_after(0)
         commitlog.set_end(0, 0)
         commitlog.queue_offsets.clear()
+        if progress is not None:
+            progress(0, 0)
         return RecoveryReport(abnormal=abnormal, commitlog_end=0, truncated_bytes=0,
                               reasons=tuple(reasons), consumequeue_entries_truncated=cq_dropped)
 
@@ -273,7 +288,12 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
     end = scan_start
     last_ts = 0
     bad: TornTail | Corrupt | None = None
+    scan_total = files[-1].file_end - scan_start
+    next_report = scan_start + limits.PROGRESS_STEP_BYTES
     for item in commitlog.scan(scan_start, check_crc=check_crc):
+        if progress is not None and item.phys_offset >= next_report:
+            progress(item.phys_offset - scan_start, scan_total)
+            next_report = item.phys_offset + limits.PROGRESS_STEP_BYTES
         if isinstance(item, Record):
             end = item.phys_offset + item.size
             last_ts = parse_fields(item.data, 0, item.phys_offset).store_timestamp
@@ -323,7 +343,18 @@ def recover(commitlog: CommitLog, cqs: ConsumeQueueSet, *, abnormal: bool, check
         dispatch_from = min(dispatch_from, rebuild_from)
     if index is not None:
         dispatch_from = min(dispatch_from, max(index.max_phys_offset, commitlog.min_phys_offset))
-    stats = dispatch_range(commitlog, cqs, index, dispatch_from, end, delay_levels_ms=delay_levels_ms)
+    dispatch_progress: Callable[[int], None] | None = None
+    if progress is not None:
+        total = scan_total + max(0, end - dispatch_from)
+        progress(scan_total, total)
+
+        def dispatch_progress(phys: int) -> None:
+            progress(scan_total + phys - dispatch_from, total)
+
+    stats = dispatch_range(commitlog, cqs, index, dispatch_from, end, delay_levels_ms=delay_levels_ms,
+                           progress=dispatch_progress)
+    if progress is not None:
+        progress(total, total)
     cqs.flush_all()
     dropped = cqs.drop_empty()
     if dropped:

@@ -39,7 +39,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -433,10 +433,16 @@ class _IndexFacts:
     coverage: bool = True
 
 
+# progress(done_bytes, total_bytes) of the CommitLog walk; see verify_store.
+ProgressCallback = Callable[[int, int], None]
+
+
 class _Verifier:
     def __init__(self, root: Path, *, check_crc: bool, index_slot_count: int | None,
-                 index_entry_count: int | None, problems_per_kind: int) -> None:
+                 index_entry_count: int | None, problems_per_kind: int,
+                 progress: ProgressCallback | None = None) -> None:
         self.root = root
+        self.progress = progress
         self.check_crc = check_crc
         self.index_slot_count = index_slot_count
         self.index_entry_count = index_entry_count
@@ -534,11 +540,18 @@ class _Verifier:
         last_store_ts = -1
         ts_regressions = 0
         res = self.result
+        progress = self.progress
+        total = sum(seg.size for seg in self.segments)
+        done_before = 0                   # bytes of the files already walked
+        next_report = limits.PROGRESS_STEP_BYTES
         for seg_no, seg in enumerate(self.segments):
             buf = seg.buf
             pos = 0
             stop = False
             while pos < seg.size:
+                if progress is not None and done_before + pos >= next_report:
+                    progress(done_before + pos, total)
+                    next_report = done_before + pos + limits.PROGRESS_STEP_BYTES
                 probe = probe_record(buf, pos, seg.size, seg.base, check_crc=self.check_crc)
                 if isinstance(probe, ProbeEnd):
                     if _first_nonzero(buf, pos, seg.size) < 0:
@@ -635,8 +648,14 @@ class _Verifier:
                 # walked the whole file without a blank: only fine for the last file with data
                 if ended_at is None and seg_no + 1 < len(self.segments):
                     ended_at = (seg, seg.size)
+            done_before += seg.size
             if stop:
                 break
+            if progress is not None and done_before < total:
+                progress(done_before, total)
+                next_report = done_before + limits.PROGRESS_STEP_BYTES
+        if progress is not None:
+            progress(total, total)        # the rest (zeros, a cut tail) needs no walk
         if ts_regressions:
             res.notes.append(f"STORETIMESTAMP went backwards {ts_regressions} time(s) in append "
                              "order (wall clock stepped back?)")
@@ -1064,13 +1083,20 @@ def lock_holder(lock_path: Path, proc_locks: str = PROC_LOCKS) -> int | None:
 
 def verify_store(root: str | os.PathLike[str], *, check_crc: bool = True,
                  index_slot_count: int | None = None, index_entry_count: int | None = None,
-                 problems_per_kind: int = PROBLEMS_PER_KIND_DEFAULT) -> VerifyResult:
-    """Verify the store under root, read-only. Raises UnreadableStoreError if root is no store."""
+                 problems_per_kind: int = PROBLEMS_PER_KIND_DEFAULT,
+                 progress: ProgressCallback | None = None) -> VerifyResult:
+    """Verify the store under root, read-only. Raises UnreadableStoreError if root is no store.
+
+    progress(done_bytes, total_bytes), if given, follows the CommitLog walk (the part that
+    grows with the store): done never goes back, total is the CommitLog files' size, the
+    last call is (total, total), and calls are at most one per PROGRESS_STEP_BYTES plus one
+    per file. A plain callable, so store/ stays free of terminal code.
+    """
     path = _store_root(root)
     try:
         return _Verifier(path, check_crc=check_crc, index_slot_count=index_slot_count,
                          index_entry_count=index_entry_count,
-                         problems_per_kind=problems_per_kind).run()
+                         problems_per_kind=problems_per_kind, progress=progress).run()
     except OSError as exc:
         raise UnreadableStoreError(f"cannot read the store under {path}: {exc}") from exc
 

@@ -231,7 +231,8 @@ def test_broker_registers_with_every_nameserver_and_unregisters_on_stop(tmp_path
     from tests.support.cluster import Cluster, _spawn, free_port, port_open
 
     other_port = free_port()
-    other = _spawn("namesrv2", ["rocketpy.cli.namesrv", "--listen", f"127.0.0.1:{other_port}"],
+    other = _spawn("namesrv2", ["rocketpy.cli.namesrv", "--listen", f"127.0.0.1:{other_port}",
+                                "--metrics-port", "0"],
                    tmp_path / "namesrv2.log")
     c = Cluster(tmp_path)
     try:

@@ -57,7 +57,8 @@ def namesrv(tmp_path: Path) -> Iterator[str]:
     out = tmp_path / "namesrv.out"
     err = tmp_path / "namesrv.err"
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0"],
+        proc = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0",
+                                 "--metrics-port", "0"],
                                 stdout=fo, stderr=fe)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -76,7 +76,7 @@ def start_namesrv(tmp_path: Path) -> Iterator[Callable[..., NamesrvProcess]]:
         index = len(procs)
         stdout_path = tmp_path / f"namesrv{index}.out"
         stderr_path = tmp_path / f"namesrv{index}.err"
-        args = [sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0"]
+        args = [sys.executable, "-m", "rocketpy.cli.namesrv", "--listen", "127.0.0.1:0", "--metrics-port", "0"]
         if properties is not None:
             config_path = tmp_path / f"namesrv{index}.properties"
             config_path.write_text(properties)
@@ -513,7 +513,7 @@ def test_serve_in_process_with_ready_and_stop() -> None:
 
     async def main() -> None:
         ready, stop = asyncio.Event(), asyncio.Event()
-        config = NamesrvConfig(listen_host="127.0.0.1", listen_port=port)
+        config = NamesrvConfig(listen_host="127.0.0.1", listen_port=port, metrics_port=0)
         task = asyncio.create_task(serve(config, ready=ready, stop=stop))
         await asyncio.wait_for(ready.wait(), START_TIMEOUT_S)
         assert await asyncio.wait_for(asyncio.to_thread(ask), 10) == ResponseCode.TOPIC_NOT_EXIST

@@ -44,7 +44,7 @@ def test_ready_watchdog_and_stopping(server, notify_socket, tmp_path):
     path, drain = notify_socket
     port = free_port()
     if server == "namesrv":
-        args = ["rocketpy.cli.namesrv", "--listen", f"127.0.0.1:{port}"]
+        args = ["rocketpy.cli.namesrv", "--listen", f"127.0.0.1:{port}", "--metrics-port", "0"]
     else:
         props = tmp_path / "broker.properties"
         props.write_text(f"listenHost=127.0.0.1\nlistenPort={port}\nstorePathRootDir={tmp_path / 'store'}\n"

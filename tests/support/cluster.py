@@ -118,11 +118,14 @@ class Cluster:
     def store_dir(self) -> Path:
         return self.root / "store"
 
-    def start_namesrv(self) -> Proc:
+    def start_namesrv(self, *, metrics_port: int = 0, **props: str) -> Proc:
+        """metrics_port 0 keeps GET /metrics off, so parallel clusters never fight over listenPort + 5."""
         self.namesrv_port = self.namesrv_port or free_port()
-        self.namesrv = _spawn("namesrv", ["rocketpy.cli.namesrv", "--listen", self.namesrv_addr,
-                                          "--set", "scanNotActiveBrokerInterval=1000"],
-                              self.root / "namesrv.log")
+        sets = {"scanNotActiveBrokerInterval": "1000", **props}
+        args = ["rocketpy.cli.namesrv", "--listen", self.namesrv_addr, "--metrics-port", str(metrics_port)]
+        for key, value in sets.items():
+            args += ["--set", f"{key}={value}"]
+        self.namesrv = _spawn("namesrv", args, self.root / "namesrv.log")
         wait_for(lambda: port_open(self.namesrv_port) or self.namesrv.popen.poll() is not None,
                  STARTUP_TIMEOUT_S, "the NameServer to listen")
         assert self.namesrv.popen.poll() is None, self.namesrv.log()
