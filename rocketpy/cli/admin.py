@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -564,4 +563,4 @@ def main() -> None:  # pragma: no cover - `python -m rocketpy.cli.admin`
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -13,7 +13,7 @@ from rocketpy.cli.namesrv import LOG_FORMAT, parse_set_options
 from rocketpy.errors import ConfigError
 
 
-def load_broker_settings(config_file: str | None, overrides: dict[str, str]):  # type: ignore[no-untyped-def]
+def load_broker_settings(config_file: str | None, overrides: dict[str, str]):
     from rocketpy.config import load_broker_config, parse_properties
 
     props: dict[str, str] = {}

@@ -23,6 +23,12 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 
 
+
+def _child_name(proc: subprocess.Popen[bytes]) -> str:
+    """The module a child runs (`python -m rocketpy.cli.<name> ...`), for messages."""
+    args = proc.args
+    return str(args[2]) if isinstance(args, list | tuple) and len(args) > 2 else str(args)
+
 def default_broker_properties(home: Path, namesrv_port: int, broker_port: int, flush_disk_type: str) -> str:
     return "\n".join([
         "# written by `rocketpy up`; edit and pass to `rocketpy broker -c` to run a broker yourself",
@@ -112,7 +118,7 @@ def up(
         while not stop_requested:
             for proc in procs:
                 if proc.poll() is not None:
-                    typer.echo(f"rocketpy up: {proc.args[2]} exited with {proc.returncode}; stopping",
+                    typer.echo(f"rocketpy up: {_child_name(proc)} exited with {proc.returncode}; stopping",
                                err=True)
                     code = proc.returncode or 1
                     stop_requested.append(0)

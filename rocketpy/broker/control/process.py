@@ -93,6 +93,7 @@ class Control(Child):
         if self._put_ring_buf is None or self._writer_bell is None or self._response_bell is None:
             log.warning("control has no put ring to the writer: delayed messages stay parked")
             return
+        assert self.control_block is not None, "setup() made the control block"
         self.putter = ControlPutter(RingProducer(self._put_ring_buf), RingConsumer(self._response_ring_buf),
                                     self._writer_bell, self._response_bell, self.control_block,
                                     store_host=broker_ip1(self.broker_config), store_port=self.broker_config.listen_port,
