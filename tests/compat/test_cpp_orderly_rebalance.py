@@ -17,14 +17,19 @@ for every process of the host, read when the listener is entered):
   over seqs the other consumer consumed before it, or a restart at or below a seq already seen
   (a replay from the committed offset after taking a queue back), at most once per membership
   change;
-- exclusive queues: in the mono order of one queue's deliveries, the consumer changes at most
-  once per membership change (B joins, B leaves), so the two never consumed a queue by turns, as
-  they would if the broker granted one queue's lock to both; and a duplicate delivery comes only
-  at the start of a consumer's run on a queue, right after the queue changed hands (the new owner
-  replays from the committed offset), never in the middle of a run or in the queue's first run;
+- duplicates: a duplicate delivery comes only at the start of a consumer's run on a queue,
+  right after the queue changed hands (the new owner replays from the committed offset), never
+  in the middle of a run or in the queue's first run;
 - the rebalance happened: while B was consuming, A consumed from queues B never had;
 - at the end the group's committed offset of every queue is the queue's end.
-Not checked: that a listener call of one consumer ends before the other's first call on the same
+Not checked: how often a queue changes hands during a rebalance. The C++ client 1.2.x gives a
+dropped queue's broker lock back (UNLOCK_BATCH_MQ) before it stops consuming the queue: its log shows
+"unlock success" for the queue, then the other member's "lock success", then "drop mq" — so for
+that moment both members consume the queue by turns, each in order (seen in CI on a loaded
+machine: 38 alternations on one queue within ~40 ms). The Java client waits on its consume lock
+before unlocking. The broker's side — a queue's lock never held by two clients — is tested in
+tests/unit/test_control_clients.py. The hand changes and duplicates are printed.
+Also not checked: that a listener call of one consumer ends before the other's first call on the same
 queue. The C++ client drops a queue without waiting for a listener call in progress (the Java
 client waits on its consume lock), so that window is the client's, whatever the broker does, and
 measuring it would be a timing assertion.
@@ -173,7 +178,7 @@ def test_orderly_queues_stay_in_order_while_a_second_consumer_joins_and_leaves(
         assert d["queue"] == queue_of_key[d["key"]], f"delivered from another queue than its key's: {d}"
     check_group_order(every)
     restarts = {who: check_consumer_order(own, every) for who, own in (("A", got_a), ("B", got_b))}
-    switches, duplicates = check_exclusive_queues(every)
+    switches, duplicates = check_duplicates_start_runs(every)
     b_queues = {d["queue"] for d in got_b}
     print(f"{sent_rounds} rounds x {KEY_COUNT} keys sent; A: {len(got_a)} deliveries from queues "
           f"{sorted({d['queue'] for d in got_a})}; B: {len(got_b)} from queues {sorted(b_queues)}; duplicates "
@@ -218,10 +223,10 @@ def check_consumer_order(own: list[Delivery], every: list[Delivery]) -> dict[int
     return dict(restarts)
 
 
-def check_exclusive_queues(every: list[Delivery]) -> tuple[dict[int, int], int]:
-    """Per queue, in mono order: the consumer changes at most once per membership change, and a
-    message delivered before is delivered again only at the start of a run that follows a change.
-    Returns the owner switches per queue and the number of duplicate deliveries."""
+def check_duplicates_start_runs(every: list[Delivery]) -> tuple[dict[int, int], int]:
+    """Per queue, in mono order: a message delivered before is delivered again only at the start of
+    a run that follows a change of consumer. Returns the owner switches per queue (reported, not
+    bounded: see the module docstring) and the number of duplicate deliveries."""
     by_queue: dict[int, list[Delivery]] = collections.defaultdict(list)
     for d in every:
         by_queue[d["queue"]].append(d)
@@ -244,5 +249,4 @@ def check_exclusive_queues(every: list[Delivery]) -> tuple[dict[int, int], int]:
             else:
                 replaying = False
                 seen.add(msg)
-        assert switches[q] <= MEMBERSHIP_CHANGES, f"queue {q} changed hands {switches[q]} times: {trail}"
     return switches, duplicates
