@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-seconds", type=float, default=None,
                    help="stop starting cells after this long (default 14 min; --quick 170 s)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output dir")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="where the servers' data dirs go (default: next to the repository, same disk)")
     p.add_argument("--update-results-md", action="store_true",
                    help="also write the comparison into bench/RESULTS.md's marked block")
     p.add_argument("--results-md", type=Path, default=REPO / "bench" / "RESULTS.md")
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.systems:
             try:
-                srv = SERVERS[name](args.flush)
+                srv = SERVERS[name](args.flush, args.work_dir)
             except PeerMissing as exc:
                 if args.systems_explicit:
                     out(f"error: {exc}")

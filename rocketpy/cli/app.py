@@ -26,6 +26,7 @@ def version() -> None:
 
 
 def _register_subcommands() -> None:
+    from rocketpy.cli import bench as bench_cli
     from rocketpy.cli import broker as broker_cli
     from rocketpy.cli import namesrv as namesrv_cli
     from rocketpy.cli import store as store_cli
@@ -37,6 +38,7 @@ def _register_subcommands() -> None:
     broker_cli.register(app)
     store_cli.register(app)
     tune_cli.register(app)
+    bench_cli.register(app)
 
 
 _register_subcommands()
