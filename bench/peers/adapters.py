@@ -61,6 +61,11 @@ class PeerClient:
     async def consume(self, dest: str, n: int, on_bodies: OnBodies, deadline: float) -> int:
         raise NotImplementedError
 
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
+        """Fill a backlog (not measured) the fastest way the client has; False: no such way,
+        the caller sends with many in flight instead."""
+        return False
+
 
 # --- rocketpy -------------------------------------------------------------------------------------
 
@@ -284,6 +289,12 @@ class NatsClient(PeerClient):
     async def send(self, dest: str, body: bytes) -> None:
         await self.js.publish(dest, body)
 
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
+        """publish_async: nats-py's own pipelined publish (bounded pending acks)."""
+        futs = [await self.js.publish_async(dest, body) for _ in range(n)]
+        await asyncio.wait_for(asyncio.gather(*futs), timeout=max(1.0, deadline - time.monotonic()))
+        return True
+
     async def consume(self, dest: str, n: int, on_bodies: OnBodies, deadline: float) -> int:
         import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -343,6 +354,27 @@ class RabbitClient(PeerClient):
 
         await self.ch.default_exchange.publish(
             aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=dest)
+
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
+        """Persistent publishes on a channel without confirms, then wait until the queue holds
+        them all (aio-pika's confirm per publish bounds a Python client to a few thousand/s)."""
+        import aio_pika
+
+        ch = await self.conn.channel(publisher_confirms=False)
+        try:
+            ex = ch.default_exchange
+            for start in range(0, n, BENCH_CONSUME_BATCH_MAX):
+                await asyncio.gather(*(ex.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                                  routing_key=dest)
+                                       for _ in range(min(BENCH_CONSUME_BATCH_MAX, n - start))))
+            while time.monotonic() < deadline:
+                q = await ch.declare_queue(dest, durable=True, passive=True)
+                if (q.declaration_result.message_count or 0) >= n:
+                    return True
+                await asyncio.sleep(0.1)
+            raise RuntimeError(f"rabbitmq: {dest} did not reach {n:,} messages in time")
+        finally:
+            await ch.close()
 
     async def consume(self, dest: str, n: int, on_bodies: OnBodies, deadline: float) -> int:
         ch = await self.conn.channel()

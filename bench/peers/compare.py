@@ -116,8 +116,8 @@ def headline(wl: str, m: dict[str, float]) -> str:
     if wl == "e2e":
         return f"p50 {m['p50_ms']:.3f} p99 {m['p99_ms']:.3f} p99.9 {m['p999_ms']:.3f} ms at {m['sent_per_s']:,.0f} msg/s"
     if wl == "hold":
-        return (f"holding {m['messages']:,.0f}: {m['hold_mem_mib']:,.0f} MiB; drained at "
-                f"{m['drain_msgs_per_s']:,.0f} msg/s")
+        return (f"holding {m['messages']:,.0f}: {m['hold_mem_mib']:,.0f} MiB "
+                f"(+{m['hold_mem_delta_mib']:,.0f}); filled at {m['fill_msgs_per_s']:,.0f} msg/s")
     return (f"{m['msgs_per_s']:,.0f} msg/s, broker {m['broker_cpu_s_per_100k']:.2f} / client "
             f"{m['client_cpu_s_per_100k']:.2f} CPU s per 100k")
 
