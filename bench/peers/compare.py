@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib
 import os
 import platform
 import signal
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 ALL_SYSTEMS = ["rocketpy", "redis", "nats", "rabbitmq"]
 QUICK_SYSTEMS = ["rocketpy", "redis", "nats"]      # RabbitMQ boots in 5-10 s: not in --quick by default
 DEFAULT_SIZES = [128, 1024]
+CLIENT_MODULES = {"redis": "redis", "nats": "nats", "rabbitmq": "aio_pika"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -186,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     out(f"# {cmd.strip()}")
     out(f"# systems {','.join(args.systems)}; sizes {args.sizes}; flush {args.flush.upper()}; "
         f"{args.runs} runs; {args.params}")
+    needed = ["matplotlib"] + [CLIENT_MODULES[s] for s in args.systems if s in CLIENT_MODULES]
+    for mod in needed:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            out(f"error: the Python package {mod} is missing; install the bench clients with: "
+                f"{INSTALL_HINTS['clients']}")
+            return 2
     servers: dict[str, Server] = {}
     cells: list[dict] = []  # type: ignore[type-arg]
     try:
@@ -202,14 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             servers[name] = srv.start()
             out(f"# {name}: {srv.version()} on 127.0.0.1:{srv.port}, pid {srv.pid}, "
                 f"{srv.durability()}; up in {time.monotonic() - t0:.1f} s")
-        try:
-            import aio_pika  # noqa: F401
-            import matplotlib  # noqa: F401
-            import nats  # noqa: F401
-            import redis  # noqa: F401
-        except ImportError as exc:
-            out(f"error: a bench client is missing ({exc.name}); install them with: {INSTALL_HINTS['clients']}")
-            return 2
         meta = {
             "command": cmd.strip(), "mode": "quick" if args.quick else "full", "flush": args.flush.upper(),
             "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -183,14 +183,12 @@ class Server:
                     self.popen.wait(BENCH_SERVER_STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
                     pass
-            for p in procs:
+            for p in procs:      # whatever of the tree outlived its root (beam under rabbitmq's sh)
                 with contextlib.suppress(psutil.Error):
-                    if p.is_running():
-                        p.wait(0.1 if self.popen.poll() is not None else 0)
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    if p.pid != self.popen.pid and p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
                         p.kill()
+            if self.popen.poll() is None:
+                self.popen.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(10)
             rc = self.popen.returncode
