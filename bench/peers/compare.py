@@ -9,7 +9,7 @@
 Every server is started here on loopback with a data dir of its own and stopped by its pid. The
 systems run interleaved (A B C A B C ...) inside every workload and size, so the machine's drift
 hits them alike; figures are medians of the runs with min and max. Writes compare.json,
-compare.md and one PNG per workload under --out (default bench/results/); with
+compare.md and one PNG per workload under --out (default bench/results/async|sync/); with
 --update-results-md also the marked block of bench/RESULTS.md.
 
 Never a test: bounded by counts, per-step timeouts and a total time budget.
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-seconds", type=float, default=L.BENCH_WARMUP_S)
     p.add_argument("--budget-seconds", type=float, default=None,
                    help="stop starting cells after this long (default 14 min; --quick 170 s)")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output dir")
+    p.add_argument("--out", type=Path, default=None, help="output dir (default bench/results/<flush>/)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where the servers' data dirs go (default: next to the repository, same disk)")
     p.add_argument("--update-results-md", action="store_true",
@@ -93,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         e2e_rate=args.e2e_rate or (L.BENCH_E2E_RATE_PER_S_QUICK if q else L.BENCH_E2E_RATE_PER_S_FULL),
         e2e_s=args.e2e_seconds or (L.BENCH_E2E_S_QUICK if q else L.BENCH_E2E_S_FULL),
         warmup_s=args.warmup_seconds)
+    if args.out is None:
+        args.out = REPO / "bench" / "results" / args.flush
     args.budget = args.budget_seconds or (L.BENCH_QUICK_BUDGET_S if q else L.BENCH_FULL_BUDGET_S)
     return args
 
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     out(f"# wrote {', '.join(str(p) for p in paths.values())}")
     if args.update_results_md:
         report.update_results_md(args.results_md, paths["md"].read_text(),
-                                 [p.name for k, p in paths.items() if p.suffix == ".png"])
+                                 [p for p in paths.values() if p.suffix == ".png"], args.flush)
         out(f"# updated {args.results_md}")
     out(f"# done in {meta['elapsed_s']:.0f} s")
     failed = sum(1 for c in cells if "error" in c)

@@ -11,12 +11,18 @@ memory) the best peer is the lowest, and a ratio above 1 means rocketpy is worse
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-MARK_BEGIN = "<!-- bench-compare:begin (written by `rocketpy bench compare`; do not edit by hand) -->"
-MARK_END = "<!-- bench-compare:end -->"
+
+def mark_begin(flush: str) -> str:
+    return f"<!-- bench-compare {flush.upper()}:begin (written by `rocketpy bench compare`; do not edit by hand) -->"
+
+
+def mark_end(flush: str) -> str:
+    return f"<!-- bench-compare {flush.upper()}:end -->"
 
 
 @dataclass(frozen=True)
@@ -250,15 +256,17 @@ def compare_md(meta: dict, rows: list[dict], cells: list[dict], systems: list[st
     return "\n".join(lines)
 
 
-def update_results_md(results_md: Path, compare_md_text: str, pngs: list[str]) -> None:
-    """Replace the marked block of RESULTS.md (append one if there is none)."""
+def update_results_md(results_md: Path, compare_md_text: str, pngs: list[Path], flush: str) -> None:
+    """Replace this flush mode's marked block of RESULTS.md (append one if there is none)."""
     text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
-    charts_line = "Charts: " + ", ".join(f"[{n}](results/{n})" for n in pngs) + "." if pngs else ""
-    block = f"{MARK_BEGIN}\n{compare_md_text.rstrip()}\n\n{charts_line}\n{MARK_END}"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
+    links = [f"[{p.name}]({os.path.relpath(p, results_md.parent)})" for p in pngs]
+    charts_line = ("Charts: " + ", ".join(links) + ".") if links else ""
+    begin, end = mark_begin(flush), mark_end(flush)
+    block = f"{begin}\n{compare_md_text.rstrip()}\n\n{charts_line}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip() + "\n\n## Side by side with peer brokers (issue 7)\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n### {flush.upper()}_FLUSH\n\n" + block + "\n"
     results_md.write_text(text)

@@ -82,10 +82,13 @@ def test_quick_compare_rocketpy_and_redis(tmp_path: Path) -> None:
 def test_results_md_block_is_replaced_not_duplicated(tmp_path: Path) -> None:
     md = tmp_path / "RESULTS.md"
     md.write_text("# Benchmark results\n\nrocketpy-only figures stay.\n")
-    report.update_results_md(md, "first table", ["produce.png"])
-    report.update_results_md(md, "second table", ["produce.png", "one.png"])
+    pngs = [tmp_path / "results" / "async" / "produce.png"]
+    report.update_results_md(md, "first table", pngs, "async")
+    report.update_results_md(md, "sync table", pngs, "sync")
+    report.update_results_md(md, "second table", [*pngs, tmp_path / "results" / "async" / "one.png"], "async")
     text = md.read_text()
-    assert text.count(report.MARK_BEGIN) == 1 and text.count(report.MARK_END) == 1
+    for flush in ("async", "sync"):
+        assert text.count(report.mark_begin(flush)) == 1 and text.count(report.mark_end(flush)) == 1
     assert "rocketpy-only figures stay." in text
-    assert "second table" in text and "first table" not in text
-    assert "[one.png](results/one.png)" in text
+    assert "second table" in text and "first table" not in text and "sync table" in text
+    assert "[one.png](results/async/one.png)" in text
