@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from rocketpy.limits import BENCH_CONSUME_BATCH_MAX
+from rocketpy.limits import BENCH_CONSUME_BATCH_MAX, BENCH_E2E_IN_FLIGHT_MAX
 
 STAMP = struct.Struct(">q")          # perf_counter_ns at the send, first 8 bytes of every body
 GROUP = "BenchGroup"
@@ -207,14 +207,17 @@ class RedisClient(PeerClient):
     name = "redis"
     has_batch = True
 
-    def __init__(self, port: int, pool_size: int = 128) -> None:
+    def __init__(self, port: int, pool_size: int = BENCH_E2E_IN_FLIGHT_MAX + 16) -> None:
         self.port = port
         self.pool_size = pool_size
 
     async def connect(self) -> None:
         import redis.asyncio as aioredis
 
-        self.r = aioredis.Redis(host="127.0.0.1", port=self.port, max_connections=self.pool_size)
+        # a blocking pool: a request beyond pool_size waits for a connection instead of failing
+        pool = aioredis.BlockingConnectionPool(host="127.0.0.1", port=self.port,
+                                               max_connections=self.pool_size, timeout=30)
+        self.r = aioredis.Redis(connection_pool=pool)
         await self.r.ping()
 
     async def close(self) -> None:

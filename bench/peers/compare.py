@@ -122,8 +122,9 @@ def headline(wl: str, m: dict[str, float]) -> str:
     if wl == "hold":
         return (f"holding {m['messages']:,.0f}: {m['hold_mem_mib']:,.0f} MiB "
                 f"(+{m['hold_mem_delta_mib']:,.0f}); filled at {m['fill_msgs_per_s']:,.0f} msg/s")
+    filled = f" (backlog filled at {m['fill_msgs_per_s']:,.0f} msg/s)" if "fill_msgs_per_s" in m else ""
     return (f"{m['msgs_per_s']:,.0f} msg/s, broker {m['broker_cpu_s_per_100k']:.2f} / client "
-            f"{m['client_cpu_s_per_100k']:.2f} CPU s per 100k")
+            f"{m['client_cpu_s_per_100k']:.2f} CPU s per 100k{filled}")
 
 
 async def run_matrix(args: argparse.Namespace, servers: dict[str, Server], t_start: float,

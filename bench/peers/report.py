@@ -51,6 +51,7 @@ ROWS: list[RowSpec] = [
     RowSpec("consume", "broker_cpu_s_per_100k", "6. broker CPU per 100k consumed", "CPU s", False),
     RowSpec("produce", "peak_mem_mib", "6. broker peak memory while producing (64 in flight)", "MiB", False),
     RowSpec("hold", "hold_mem_mib", "6. broker memory holding the backlog", "MiB", False),
+    RowSpec("hold", "hold_mem_mib_per_100k", "6. broker memory added per 100k held", "MiB", False),
 ]
 
 WORKLOAD_TITLES = {

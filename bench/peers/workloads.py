@@ -199,14 +199,14 @@ async def w_batch(e: Entry, size: int, p: Params) -> dict[str, float]:
 async def w_consume(e: Entry, size: int, p: Params) -> dict[str, float]:
     dest = dest_name("consume", e.name)
     await e.client.create(dest)
-    await fill(e.client, dest, p.backlog, size)
+    filled, fill_s = await fill(e.client, dest, p.backlog, size)
     with Meter(e.server) as m:
         got = await e.client.consume(dest, p.backlog, None, time.monotonic() + BENCH_STEP_TIMEOUT_S)
     await e.client.delete(dest)
     if got < p.backlog:
         raise RuntimeError(f"{e.name}: consumed {got:,} of a {p.backlog:,}-message backlog within "
                            f"{BENCH_STEP_TIMEOUT_S:.0f} s")
-    return {"msgs_per_s": got / m.wall, "messages": got, **m.metrics(got)}
+    return {"msgs_per_s": got / m.wall, "messages": got, "fill_msgs_per_s": filled / fill_s, **m.metrics(got)}
 
 
 async def w_e2e(e: Entry, size: int, p: Params) -> dict[str, float]:
@@ -275,6 +275,7 @@ async def w_hold(e: Entry, size: int, p: Params) -> dict[str, float]:
     held = e.server.memory_bytes()
     await e.client.delete(dest)
     return {"hold_mem_mib": held / MIB, "hold_mem_delta_mib": (held - before) / MIB,
+            "hold_mem_mib_per_100k": max(0, held - before) / MIB * 100_000 / n,
             "fill_msgs_per_s": n / fill_s, "messages": n}
 
 
