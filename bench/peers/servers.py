@@ -172,6 +172,18 @@ class Server:
                 total += getattr(mi, "pss", mi.rss)
         return total
 
+    def anon_bytes(self) -> int:
+        """Anonymous memory of the tree (RssAnon: heaps, not mapped files), so a broker that maps
+        its log is not charged for the page cache it reads through."""
+        total = 0
+        for p in self.processes():
+            with contextlib.suppress(OSError, psutil.Error):
+                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    if line.startswith("RssAnon:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        return total
+
     def stop(self) -> int | None:
         """SIGTERM to the pid we started, wait, then SIGKILL whatever of its tree is left."""
         rc = None

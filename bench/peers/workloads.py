@@ -273,8 +273,10 @@ async def w_hold(e: Entry, size: int, p: Params) -> dict[str, float]:
     n, fill_s = await fill(e.client, dest, p.hold, p.hold_size)
     await asyncio.sleep(0.5)           # let the broker settle (dispatch, flush timers) before measuring
     held = e.server.memory_bytes()
+    anon = e.server.anon_bytes()
     await e.client.delete(dest)
     return {"hold_mem_mib": held / MIB, "hold_mem_delta_mib": (held - before) / MIB,
+            "hold_anon_mib": anon / MIB,
             "hold_mem_mib_per_100k": max(0, held - before) / MIB * 100_000 / n,
             "fill_msgs_per_s": n / fill_s, "messages": n}
 
