@@ -61,10 +61,11 @@ class PeerClient:
     async def consume(self, dest: str, n: int, on_bodies: OnBodies, deadline: float) -> int:
         raise NotImplementedError
 
-    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
-        """Fill a backlog (not measured) the fastest way the client has; False: no such way,
-        the caller sends with many in flight instead."""
-        return False
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> int | None:
+        """Fill a backlog (not measured) the fastest way the client has, stopping at `deadline`;
+        returns how many the system holds, or None: no such way, the caller sends with many in
+        flight instead."""
+        return None
 
 
 # --- rocketpy -------------------------------------------------------------------------------------
@@ -292,11 +293,15 @@ class NatsClient(PeerClient):
     async def send(self, dest: str, body: bytes) -> None:
         await self.js.publish(dest, body)
 
-    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> int | None:
         """publish_async: nats-py's own pipelined publish (bounded pending acks)."""
-        futs = [await self.js.publish_async(dest, body) for _ in range(n)]
-        await asyncio.wait_for(asyncio.gather(*futs), timeout=max(1.0, deadline - time.monotonic()))
-        return True
+        futs = []
+        for _ in range(n):
+            if time.monotonic() >= deadline:
+                break
+            futs.append(await self.js.publish_async(dest, body))
+        await asyncio.wait_for(asyncio.gather(*futs), timeout=max(1.0, deadline - time.monotonic()) + 30)
+        return len(futs)
 
     async def consume(self, dest: str, n: int, on_bodies: OnBodies, deadline: float) -> int:
         import nats.errors
@@ -358,7 +363,7 @@ class RabbitClient(PeerClient):
         await self.ch.default_exchange.publish(
             aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=dest)
 
-    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> bool:
+    async def bulk_fill(self, dest: str, n: int, body: bytes, deadline: float) -> int | None:
         """Persistent publishes on a channel without confirms, then wait until the queue holds
         them all (aio-pika's confirm per publish bounds a Python client to a few thousand/s)."""
         import aio_pika
@@ -366,16 +371,21 @@ class RabbitClient(PeerClient):
         ch = await self.conn.channel(publisher_confirms=False)
         try:
             ex = ch.default_exchange
-            for start in range(0, n, BENCH_CONSUME_BATCH_MAX):
+            sent = 0
+            while sent < n and time.monotonic() < deadline:
+                k = min(BENCH_CONSUME_BATCH_MAX, n - sent)
                 await asyncio.gather(*(ex.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                                  routing_key=dest)
-                                       for _ in range(min(BENCH_CONSUME_BATCH_MAX, n - start))))
-            while time.monotonic() < deadline:
+                                                  routing_key=dest) for _ in range(k)))
+                sent += k
+            settle_until = max(deadline, time.monotonic()) + 30
+            held = 0
+            while time.monotonic() < settle_until:
                 q = await ch.declare_queue(dest, durable=True, passive=True)
-                if (q.declaration_result.message_count or 0) >= n:
-                    return True
+                held = q.declaration_result.message_count or 0
+                if held >= sent:
+                    break
                 await asyncio.sleep(0.1)
-            raise RuntimeError(f"rabbitmq: {dest} did not reach {n:,} messages in time")
+            return held
         finally:
             await ch.close()
 

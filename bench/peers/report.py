@@ -77,13 +77,19 @@ def build(cells: list[dict], systems: list[str], sizes: list[int]) -> list[dict]
                     and "metrics" in c and spec.metric in c["metrics"]]
             if not mine:
                 continue
+            held_most = max(c["metrics"].get("messages", 0) for c in mine)
             values: dict[str, dict[str, float] | None] = {}
             per_run: dict[int, dict[str, float]] = {}
             for s in systems:
                 v = [c["metrics"][spec.metric] for c in mine if c["system"] == s]
                 values[s] = summarise(v) if v else None
+                held = [c["metrics"]["messages"] for c in mine if c["system"] == s and spec.workload == "hold"]
+                if values[s] is not None and held:
+                    values[s]["held"] = held[0]   # type: ignore[index]
                 for c in mine:
-                    if c["system"] == s:
+                    # a system that held fewer messages than the others is left out of the ratio
+                    short = spec.workload == "hold" and c["metrics"]["messages"] < held_most
+                    if c["system"] == s and not short:
                         per_run.setdefault(c["run"], {})[s] = c["metrics"][spec.metric]
             ratios = []
             for run_vals in per_run.values():
@@ -106,9 +112,11 @@ def _fmt(x: float, unit: str) -> str:
     return f"{x:,.0f}"
 
 
-def _cell(v: dict[str, float] | None, unit: str) -> str:
+def _cell(v: dict[str, float] | None, unit: str, held_max: float = 0) -> str:
     if v is None:
         return "n/a"
+    if "held" in v and v["held"] < held_max:
+        return f"{_fmt(v['median'], unit)} (holding only {v['held']:,.0f}: its fill ran out of time)"
     if v["n"] == 1:
         return _fmt(v["median"], unit)
     return f"{_fmt(v['median'], unit)} ({_fmt(v['min'], unit)}–{_fmt(v['max'], unit)})"
@@ -122,7 +130,8 @@ def markdown(rows: list[dict], systems: list[str]) -> str:  # type: ignore[type-
     for r in rows:
         arrow = "higher is better" if r["higher_is_better"] else "lower is better"
         line = [r["label"], f"{r['size']} B", f"{r['unit']} ({arrow})"]
-        line += [_cell(r["values"].get(s), r["unit"]) for s in systems]
+        held_max = max((v.get("held", 0) for v in r["values"].values() if v), default=0)
+        line += [_cell(r["values"].get(s), r["unit"], held_max) for s in systems]
         if len(head) > len(line):
             ra = r["ratio"]
             line.append("n/a" if ra is None else
