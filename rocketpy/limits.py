@@ -175,6 +175,7 @@ BENCH_E2E_IN_FLIGHT_MAX = 256                  # sends of the fixed-rate produce
 BENCH_FILL_IN_FLIGHT = 256                     # sends in flight while filling a backlog (not measured)
 BENCH_CONSUME_BATCH_MAX = 1000                 # messages per fetch / read / prefetch window
 BENCH_STEP_TIMEOUT_S = 180.0                   # cap on one fill or drain
+BENCH_HOLD_FILL_TIMEOUT_S = 90.0               # cap on the hold step's fill; a slower client holds fewer
 BENCH_SERVER_START_TIMEOUT_S = 90.0
 BENCH_SERVER_STOP_TIMEOUT_S = 30.0
 BENCH_RSS_SAMPLE_INTERVAL_S = 0.25

@@ -155,10 +155,13 @@ async def run_matrix(args: argparse.Namespace, servers: dict[str, Server], t_sta
             cells.append(cell)
     finally:
         for e in entries.values():
+            t0 = time.monotonic()
             try:
                 await asyncio.wait_for(e.client.close(), 10)
             except Exception as exc:  # noqa: BLE001
                 out(f"# closing the {e.name} client: {exc!r}")
+            if time.monotonic() - t0 > 1:
+                out(f"# closing the {e.name} client took {time.monotonic() - t0:.1f} s")
     return cells
 
 
@@ -225,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = asyncio.run(run_matrix(args, servers, t_start, out))
     finally:
         for name, srv in servers.items():
+            t0 = time.monotonic()
             rc = srv.stop()
-            out(f"# stopped {name} (pid {srv.pid}, exit {rc})")
+            out(f"# stopped {name} (pid {srv.pid}, exit {rc}) in {time.monotonic() - t0:.1f} s")
     meta["elapsed_s"] = time.monotonic() - t_start
     meta["machine"]["loadavg at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     paths = report.write_outputs(args.out, meta, cells, list(servers), args.sizes)

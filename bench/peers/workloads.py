@@ -28,6 +28,7 @@ from rocketpy.limits import (
     BENCH_BATCH_MESSAGES,
     BENCH_E2E_IN_FLIGHT_MAX,
     BENCH_FILL_IN_FLIGHT,
+    BENCH_HOLD_FILL_TIMEOUT_S,
     BENCH_PIPELINE_IN_FLIGHT,
     BENCH_STEP_TIMEOUT_S,
     BENCH_WARMUP_S,
@@ -121,24 +122,24 @@ async def pump(op: Callable[[], Awaitable[None]], per_op: int, in_flight: int, s
     return done, time.perf_counter() - t0
 
 
-async def fill(client: PeerClient, dest: str, n: int, size: int, partial: bool = False) -> tuple[int, float]:
+async def fill(client: PeerClient, dest: str, n: int, size: int, partial: bool = False,
+               timeout_s: float = BENCH_STEP_TIMEOUT_S) -> tuple[int, float]:
     """Send n messages as fast as the client allows (batches where it has them), for at most
-    BENCH_STEP_TIMEOUT_S; fewer is an error unless `partial`. Returns (messages held, seconds)."""
+    `timeout_s`; fewer is an error unless `partial`. Returns (messages held, seconds)."""
     body = make_body(size)
     t0 = time.perf_counter()
-    bulk = await client.bulk_fill(dest, n, body, time.monotonic() + BENCH_STEP_TIMEOUT_S)
+    bulk = await client.bulk_fill(dest, n, body, time.monotonic() + timeout_s)
     if bulk is not None:
         sent, secs = bulk, time.perf_counter() - t0
     elif client.has_batch:
         bodies = [body] * BENCH_BATCH_MESSAGES
         sent, secs = await pump(lambda: client.send_batch(dest, bodies), BENCH_BATCH_MESSAGES,
-                                BENCH_BATCH_IN_FLIGHT * 2, BENCH_STEP_TIMEOUT_S, n)
+                                BENCH_BATCH_IN_FLIGHT * 2, timeout_s, n)
     else:
-        sent, secs = await pump(lambda: client.send(dest, body), 1, BENCH_FILL_IN_FLIGHT,
-                                BENCH_STEP_TIMEOUT_S, n)
+        sent, secs = await pump(lambda: client.send(dest, body), 1, BENCH_FILL_IN_FLIGHT, timeout_s, n)
     if sent < n and not partial:
         raise RuntimeError(f"{client.name}: filled only {sent:,} of {n:,} messages within "
-                           f"{BENCH_STEP_TIMEOUT_S:.0f} s; lower --backlog/--hold or check the server")
+                           f"{timeout_s:.0f} s; lower --backlog/--hold or check the server")
     return sent, secs
 
 
@@ -271,15 +272,18 @@ async def w_hold(e: Entry, size: int, p: Params) -> dict[str, float]:
     workload 4 measures consuming."""
     dest = dest_name("hold", e.name)
     await e.client.create(dest)
-    before = e.server.memory_bytes()
-    # a client too slow to fill `hold` within the step's time holds fewer: the count is reported
-    n, fill_s = await fill(e.client, dest, p.hold, p.hold_size, partial=True)
-    if n == 0:
-        raise RuntimeError(f"{e.name}: no message could be sent for the hold step")
-    await asyncio.sleep(0.5)           # let the broker settle (dispatch, flush timers) before measuring
-    held = e.server.memory_bytes()
-    anon = e.server.anon_bytes()
-    await e.client.delete(dest)
+    try:
+        before = e.server.memory_bytes()
+        # a client too slow to fill `hold` within the step's time holds fewer: the count is reported
+        n, fill_s = await fill(e.client, dest, p.hold, p.hold_size, partial=True,
+                               timeout_s=BENCH_HOLD_FILL_TIMEOUT_S)
+        if n == 0:
+            raise RuntimeError(f"{e.name}: no message could be sent for the hold step")
+        await asyncio.sleep(0.5)       # let the broker settle (dispatch, flush timers) before measuring
+        held = e.server.memory_bytes()
+        anon = e.server.anon_bytes()
+    finally:
+        await e.client.delete(dest)    # a million messages left behind would slow the server's stop
     return {"hold_mem_mib": held / MIB, "hold_mem_delta_mib": (held - before) / MIB,
             "hold_anon_mib": anon / MIB,
             "hold_mem_mib_per_100k": max(0, held - before) / MIB * 100_000 / n,
