@@ -279,3 +279,39 @@ assert BROKER_SUSPEND_MAX_TIME_MS_DEFAULT < CONSUMER_TIMEOUT_MS_WHEN_SUSPEND_DEF
 assert BROKER_SUSPEND_MAX_TIME_MS_DEFAULT <= PULL_SUSPEND_TIMEOUT_MS_MAX
 assert PULL_BATCH_SIZE_DEFAULT <= PULL_MSG_NUMS_MAX
 assert REBALANCE_LOCK_INTERVAL_MS < REBALANCE_LOCK_MAX_LIVE_TIME_MS, "locks are renewed before they expire"
+# --- bench compare (bench/peers: rocketpy side by side with its peers) ----------
+# Defaults of `rocketpy bench compare`; every step is bounded in count and in time.
+
+BENCH_RUNS_DEFAULT = 3                         # interleaved runs per cell; figures are medians
+BENCH_PIPELINE_IN_FLIGHT = 64                  # workload 1: sends awaiting their ack at once
+BENCH_BATCH_MESSAGES = 32                      # workload 3: messages per batch request
+BENCH_BATCH_IN_FLIGHT = 8                      # workload 3: batches awaiting their ack at once
+BENCH_WARMUP_S = 0.5                           # sent before each measured produce step
+BENCH_PRODUCE_S_FULL = 2.0                     # workloads 1 and 3, measured seconds per run
+BENCH_PRODUCE_S_QUICK = 1.0
+BENCH_ONE_IN_FLIGHT_S_FULL = 1.5               # workload 2
+BENCH_ONE_IN_FLIGHT_S_QUICK = 0.5
+BENCH_BACKLOG_MESSAGES_FULL = 30_000           # workload 4, backlog per run
+BENCH_BACKLOG_MESSAGES_QUICK = 10_000
+BENCH_HOLD_MESSAGES_FULL = 1_000_000           # workload 6: memory holding this x 1 KiB
+BENCH_HOLD_MESSAGES_QUICK = 20_000
+BENCH_HOLD_BODY_SIZE = 1 * KIB
+BENCH_E2E_RATE_PER_S_FULL = 2000               # workload 5, fixed send rate (the 5,000/s
+                                               # saturates a Python client on 2 busy cores: --e2e-rate)
+BENCH_E2E_RATE_PER_S_QUICK = 1000
+BENCH_E2E_S_FULL = 4.0
+BENCH_E2E_S_QUICK = 1.5
+BENCH_E2E_IN_FLIGHT_MAX = 256                  # sends of the fixed-rate producer not yet acked
+BENCH_FILL_IN_FLIGHT = 256                     # sends in flight while filling a backlog (not measured)
+BENCH_CONSUME_BATCH_MAX = 1000                 # messages per fetch / read / prefetch window
+BENCH_STEP_TIMEOUT_S = 180.0                   # cap on one fill or drain
+BENCH_HOLD_FILL_TIMEOUT_S = 90.0               # cap on the hold step's fill; a slower client holds fewer
+BENCH_SERVER_START_TIMEOUT_S = 90.0
+BENCH_SERVER_STOP_TIMEOUT_S = 30.0
+BENCH_RSS_SAMPLE_INTERVAL_S = 0.25
+BENCH_FULL_BUDGET_S = 14 * 60                  # the full matrix stops starting cells after this
+BENCH_QUICK_BUDGET_S = 170
+
+assert BENCH_RUNS_DEFAULT >= 3, "figures are medians of at least three runs"
+assert BENCH_BATCH_MESSAGES <= BATCH_MESSAGES_MAX
+assert BENCH_E2E_IN_FLIGHT_MAX >= BENCH_PIPELINE_IN_FLIGHT

@@ -26,6 +26,8 @@ def version() -> None:
 
 
 def _register_subcommands() -> None:
+    from rocketpy.cli import admin as admin_cli
+    from rocketpy.cli import bench as bench_cli
     from rocketpy.cli import broker as broker_cli
     from rocketpy.cli import namesrv as namesrv_cli
     from rocketpy.cli import store as store_cli
@@ -37,9 +39,8 @@ def _register_subcommands() -> None:
     broker_cli.register(app)
     store_cli.register(app)
     tune_cli.register(app)
-    from rocketpy.cli import admin as admin_cli
-
     admin_cli.register(app)
+    bench_cli.register(app)
 
 
 _register_subcommands()
