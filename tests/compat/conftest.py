@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,15 @@ def cpp_client_python() -> Path:
     python = Path(done.stdout.strip().splitlines()[-1])
     assert python.is_file(), f"setup_clients.sh printed {python}, which is not a file"
     return python
+
+
+@pytest.fixture
+def clients(cpp_client_python: Path, running: Any, tmp_path: Path) -> Iterator[Any]:
+    """C++ client processes of one test, against the module's `running` cluster; all stopped after."""
+    from tests.compat.test_cpp_client import Clients
+
+    cl = Clients(cpp_client_python, tmp_path, running)
+    try:
+        yield cl
+    finally:
+        cl.close()

@@ -191,15 +191,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-@pytest.fixture
-def clients(cpp_client_python: Path, running: Cluster, tmp_path: Path) -> Iterator[Clients]:
-    cl = Clients(cpp_client_python, tmp_path, running)
-    try:
-        yield cl
-    finally:
-        cl.close()
-
-
 # --- broker-side helpers (rocketpy's own test client, to check what the C++ client did) -----
 
 def broker_client(c: Cluster) -> RemotingTestClient:

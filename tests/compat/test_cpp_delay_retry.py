@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -37,15 +36,6 @@ DELAY_MS = 2000
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(tmp_path_factory.mktemp("cpp-delay"), messageDelayLevel=LEVELS) as c:
         yield c
-
-
-@pytest.fixture
-def clients(cpp_client_python: Path, running: Cluster, tmp_path: Path) -> Iterator[Clients]:
-    cl = Clients(cpp_client_python, tmp_path, running)
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def test_a_delayed_message_arrives_after_its_levels_delay(running: Cluster, clients: Clients) -> None:

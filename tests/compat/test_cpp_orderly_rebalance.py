@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,15 +85,6 @@ Delivery = dict[str, Any]       # who, key, seq, queue, mono
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(tmp_path_factory.mktemp("cpp-orderly-rebalance")) as c:
         yield c
-
-
-@pytest.fixture
-def clients(cpp_client_python: Path, running: Cluster, tmp_path: Path) -> Iterator[Clients]:
-    cl = Clients(cpp_client_python, tmp_path, running)
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def deliveries(child: Child, who: str) -> list[Delivery]:

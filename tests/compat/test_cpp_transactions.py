@@ -10,7 +10,6 @@ rolled-back or still-open one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,15 +25,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(tmp_path_factory.mktemp("cpp-tx"), transactionTimeOut="300",
                  transactionCheckInterval="200") as c:
         yield c
-
-
-@pytest.fixture
-def clients(cpp_client_python: Path, running: Cluster, tmp_path: Path) -> Iterator[Clients]:
-    cl = Clients(cpp_client_python, tmp_path, running)
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def test_cpp_pull_consumer_gets_committed_transactions_only(clients: Clients, running: Cluster) -> None:

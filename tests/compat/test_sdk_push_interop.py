@@ -4,7 +4,6 @@ by the SDK's push consumer with tags, keys, user properties and bodies (compress
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,15 +21,6 @@ WAIT_S = 45.0
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with cluster(tmp_path_factory.mktemp("sdk-interop")) as c:
         yield c
-
-
-@pytest.fixture
-def clients(cpp_client_python: Path, running: Cluster, tmp_path: Path) -> Iterator[Clients]:
-    cl = Clients(cpp_client_python, tmp_path, running)
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def test_cpp_producer_to_sdk_push_consumer(clients: Clients, running: Cluster) -> None:
