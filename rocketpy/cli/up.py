@@ -7,6 +7,7 @@ requests answered, store flushed and closed) and then the NameServer.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -23,6 +24,15 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 
 
+
+PR_SET_PDEATHSIG = 1          # prctl(2)
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM it (a clean drain) when `rocketpy up` dies, even by
+    SIGKILL, so a killed `up` never leaves a NameServer and a broker running on their own."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 def _child_name(proc: subprocess.Popen[bytes]) -> str:
     """The module a child runs (`python -m rocketpy.cli.<name> ...`), for messages."""
@@ -97,7 +107,8 @@ def up(
     # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the broker
     # first (so it can unregister) and the NameServer last.
     namesrv = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.namesrv", "--listen",
-                                f"127.0.0.1:{namesrv_port}"], env=env, start_new_session=True)
+                                f"127.0.0.1:{namesrv_port}"], env=env, start_new_session=True,
+                               preexec_fn=_stop_with_parent)
     procs = [namesrv]
     code = 0
     try:
@@ -106,7 +117,7 @@ def up(
                        "(is the port in use? try --namesrv-port)", err=True)
             raise typer.Exit(1)
         broker = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.broker", "-c", str(props)], env=env,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_stop_with_parent)
         procs.append(broker)
         if not wait_for_port(broker_port, broker, STARTUP_TIMEOUT_S):
             typer.echo(f"rocketpy up: the broker did not start on 127.0.0.1:{broker_port} "

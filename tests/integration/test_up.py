@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -40,3 +41,33 @@ def test_up_serves_and_stops_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_killed_up_takes_its_namesrv_and_broker_down(tmp_path):
+    """kill -9 of `rocketpy up` must not leave its NameServer and broker running on their own."""
+    import psutil
+
+    ns_port, broker_port = free_port(), free_port()
+    out = tmp_path / "up.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "rocketpy.cli.app", "up", "--home", str(tmp_path / "home"),
+                                 "--namesrv-port", str(ns_port), "--broker-port", str(broker_port)],
+                                cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    children: list[psutil.Process] = []
+    try:
+        wait_for(lambda: "Ctrl-C stops both" in out.read_text() or proc.poll() is not None, 60,
+                 "rocketpy up to report where it listens")
+        assert proc.poll() is None, out.read_text()
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 2, [c.cmdline() for c in children]
+        proc.kill()
+        proc.wait()
+        gone, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, f"still running after `up` was killed: {[c.pid for c in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
