@@ -42,13 +42,23 @@ def _doc(obj: object) -> str:
     return inspect.cleandoc(obj.__doc__) if obj.__doc__ else ""
 
 
+def _own_and_private_bases(cls: type) -> dict[str, object]:
+    """The class's members, with those it inherits from private rocketpy bases (`_Name`): a
+    shared implementation detail, documented on each public class that has it."""
+    members: dict[str, object] = {}
+    for base in reversed(cls.__mro__):
+        if base is cls or (base.__name__.startswith("_") and base.__module__.startswith("rocketpy")):
+            members.update(vars(base))
+    return members
+
+
 def _class_section(name: str, cls: type) -> list[str]:
     lines = [f"## class `{name}`", ""]
     if issubclass(cls, enum.Enum):
         lines += [_doc(cls), "", "Members: " + ", ".join(f"`{m.name}`" for m in cls), ""]
         return lines
     lines += [f"```python\n{name}{_signature(cls)}\n```", "", _doc(cls), ""]
-    for attr, member in sorted(vars(cls).items()):
+    for attr, member in sorted(_own_and_private_bases(cls).items()):
         if attr.startswith("_") and attr not in ("__enter__", "__aenter__"):
             continue
         if isinstance(member, property):

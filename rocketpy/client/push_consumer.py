@@ -877,22 +877,10 @@ async def _await_listener(listener: Callable[..., Any], msgs: list[MessageExt], 
     return result
 
 
-class AsyncPushConsumer:
-    """The push consumer on the caller's event loop; listeners may be coroutine functions
-    (a plain function is called on the loop and must not block).
+class _Subscriptions:
+    """What both push consumers (asyncio and blocking) configure the same way, on their core."""
 
-        async with AsyncPushConsumer("my-group", namesrv_addr="127.0.0.1:9876") as consumer:
-            consumer.subscribe("Orders", "*")
-            consumer.register_message_listener(on_messages)
-            await consumer.start()
-            ...
-    """
-
-    def __init__(self, group: str, namesrv_addr: str | Sequence[str] | None = None, *,
-                 config: ClientConfig | None = None, options: PushConsumerOptions | None = None,
-                 **settings: Any) -> None:
-        client_config = _make_config(namesrv_addr, config, settings)
-        self._core = _ConsumerCore(group, client_config, _make_options(options, settings), _await_listener)
+    _core: _ConsumerCore
 
     @property
     def group(self) -> str:
@@ -913,6 +901,24 @@ class AsyncPushConsumer:
     def register_orderly_listener(self, listener: OrderlyListener) -> None:
         """An orderly listener: `(msgs, ctx) -> ConsumeOrderlyStatus`; a queue's messages in order."""
         self._core.orderly_listener, self._core.concurrent_listener = listener, None
+
+
+class AsyncPushConsumer(_Subscriptions):
+    """The push consumer on the caller's event loop; listeners may be coroutine functions
+    (a plain function is called on the loop and must not block).
+
+        async with AsyncPushConsumer("my-group", namesrv_addr="127.0.0.1:9876") as consumer:
+            consumer.subscribe("Orders", "*")
+            consumer.register_message_listener(on_messages)
+            await consumer.start()
+            ...
+    """
+
+    def __init__(self, group: str, namesrv_addr: str | Sequence[str] | None = None, *,
+                 config: ClientConfig | None = None, options: PushConsumerOptions | None = None,
+                 **settings: Any) -> None:
+        client_config = _make_config(namesrv_addr, config, settings)
+        self._core = _ConsumerCore(group, client_config, _make_options(options, settings), _await_listener)
 
     async def start(self) -> None:
         await self._core.start()
@@ -939,7 +945,7 @@ class AsyncPushConsumer:
 # --- the blocking API ---------------------------------------------------------------------------------
 
 
-class PushConsumer:
+class PushConsumer(_Subscriptions):
     """The push consumer for programs without asyncio: listeners run on a pool of
     `consume_thread_max` threads (20); the network runs on the SDK's shared loop thread.
 
@@ -962,26 +968,6 @@ class PushConsumer:
 
     async def _run_on_thread(self, listener: Callable[..., Any], msgs: list[MessageExt], ctx: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(listener, msgs, ctx))
-
-    @property
-    def group(self) -> str:
-        return self._core.group
-
-    @property
-    def options(self) -> PushConsumerOptions:
-        return self._core.options
-
-    def subscribe(self, topic: str, expression: str = "*") -> None:
-        """Consume `topic` messages whose tag matches `expression` ("*", "TagA || TagB")."""
-        self._core.subscribe(topic, expression)
-
-    def register_message_listener(self, listener: ConcurrentListener) -> None:
-        """A concurrent listener: `(msgs, ctx) -> ConsumeConcurrentlyStatus` (None or raising = later)."""
-        self._core.concurrent_listener, self._core.orderly_listener = listener, None
-
-    def register_orderly_listener(self, listener: OrderlyListener) -> None:
-        """An orderly listener: `(msgs, ctx) -> ConsumeOrderlyStatus`; a queue's messages in order."""
-        self._core.orderly_listener, self._core.concurrent_listener = listener, None
 
     def start(self) -> None:
         if self._loop is not None:
