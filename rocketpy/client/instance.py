@@ -228,21 +228,19 @@ class ClientInstance:
 
     def register_producer(self, group: str, hooks: object) -> None:
         """Register a producer group; the same group twice in one client id is refused."""
-        self._check_open()
-        if group in self._producers and self._producers[group] is not hooks:
-            raise ClientStateError(
-                f"producer group {group!r} is already registered in client {self.client_id}; "
-                "use another group name or instance_name")
-        self._producers[group] = hooks
+        self._register(self._producers, "producer", group, hooks)
 
     def register_consumer(self, group: str, hooks: object) -> None:
         """Register a consumer group; the same group twice in one client id is refused."""
+        self._register(self._consumers, "consumer", group, hooks)
+
+    def _register(self, table: dict[str, Any], kind: str, group: str, hooks: object) -> None:
         self._check_open()
-        if group in self._consumers and self._consumers[group] is not hooks:
+        if group in table and table[group] is not hooks:
             raise ClientStateError(
-                f"consumer group {group!r} is already registered in client {self.client_id}; "
+                f"{kind} group {group!r} is already registered in client {self.client_id}; "
                 "use another group name or instance_name")
-        self._consumers[group] = hooks
+        table[group] = hooks
 
     async def unregister_producer(self, group: str) -> None:
         if self._producers.pop(group, None) is not None:
